@@ -1,0 +1,8 @@
+module github.com/upshim/upshim
+
+go 1.26.8
+
+require (
+	github.com/spf13/pflag v1.1.0
+	golang.org/x/sys v0.50.0
+)

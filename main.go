@@ -1,0 +1,221 @@
+// Command upshim runs one service under a tiny supervisor that gives it
+// what an upstart job had: respawn with a limit, signal relay, a stop with
+// a kill timeout, and a reaper for everything it leaves behind. It works as
+// a container ENTRYPOINT (PID 1), inside a systemd or upstart unit, or by
+// hand:
+//
+//	upshim --respawn-limit 10/5 -- ./naivehttpserver
+//
+// main.go only turns the command line into a shim.Config; the shim package
+// does all process work.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/upshim/upshim/shim"
+)
+
+// Stamped at build time with -ldflags "-X main.version=… -X main.commit=…
+// -X main.date=…"; see goreleaser.yaml and the README.
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
+
+// Exit statuses of upshim itself; every other status is the service's.
+const (
+	exitOK    = 0
+	exitUsage = 2
+)
+
+const usageHead = `Usage:
+  upshim [flags] [--] COMMAND [ARG...]
+
+Runs COMMAND as a supervised service: relays signals to it, reaps every
+process that ends up upshim's child, respawns it if asked, and on SIGTERM or
+SIGINT stops it with --kill-signal, then SIGKILL after --kill-timeout.
+Flag parsing stops at the first argument that is not a flag.
+
+Durations take Go syntax (500ms, 5s, 2m) or whole seconds (5). Signals take
+TERM, SIGTERM or a number.
+
+Flags:
+`
+
+const usageTail = `
+Exit status:
+  the service's exit code, or 128+N when signal N killed it; after giving up
+  on respawns, that last status (1 if it was 0); 2 for a usage error; 127 when
+  COMMAND is not found; 126 when it cannot be executed.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args and runs the service, returning upshim's exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, done, err := parseFlags(args, stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "upshim: %v\n", err)
+		return exitUsage
+	}
+	if done {
+		return exitOK
+	}
+	return shim.New(cfg, stderr).Run()
+}
+
+// parseFlags builds the configuration from the command line. done is true
+// when --help or --version has been answered and there is nothing to run.
+func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, err error) {
+	fs := pflag.NewFlagSet("upshim", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.SortFlags = false
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+
+	cfg.RespawnLimit = shim.DefaultRespawnLimit
+	cfg.KillTimeout = shim.DefaultKillTimeout
+	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
+	var verbose, quiet, help, showVersion bool
+
+	fs.StringVar(&cfg.Name, "name", "", "service `NAME` in messages (default: base name of COMMAND)")
+	fs.BoolVar(&cfg.Respawn, "respawn", false, "restart the service when it ends without being asked to (exit 0 too, unless --normal-exit or --task)")
+	fs.Var(&cfg.RespawnLimit, "respawn-limit", "give up after COUNT+1 failures within INTERVAL of the first; \"unlimited\" or 0 never gives up; implies --respawn")
+	fs.Var(&cfg.RespawnDelay, "respawn-delay", "wait this long before each respawn")
+	fs.Var(&cfg.RespawnDelayMax, "respawn-delay-max", "double the delay per consecutive failure up to this; reset after a run that outlived INTERVAL")
+	fs.Var(&cfg.NormalExit, "normal-exit", "exit codes and signal names (0,1,TERM) that end the service without respawn; repeatable")
+	fs.BoolVar(&cfg.Task, "task", false, "a one-shot job: exit 0 means done")
+	fs.Var(&killSignal, "kill-signal", "signal sent on stop")
+	fs.Var(&cfg.KillTimeout, "kill-timeout", "then SIGKILL to everything left")
+	fs.Var(&cfg.KillMode, "kill-mode", "who gets the kill signal: \"group\" (the main process's group), \"process\" (main only) or \"all\" (every descendant)")
+	fs.Var(&reloadSignal, "reload-signal", "signal sent to the main process when upshim gets SIGHUP")
+	fs.Var(&cfg.Rewrite, "rewrite", "relay signal FROM as TO; TO=0 drops FROM; repeatable")
+	fs.BoolVar(&cfg.SignalGroup, "signal-group", false, "relay signals to the main process's group rather than the main process")
+	fs.BoolVarP(&verbose, "verbose", "v", false, "also report starts, exits, relayed signals and reaped orphans")
+	fs.BoolVarP(&quiet, "quiet", "q", false, "report errors only")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
+	fs.BoolVarP(&help, "help", "h", false, "print this help and exit")
+
+	// Defaults are stated in the help as the contract states them.
+	fs.Lookup("respawn-limit").DefValue = shim.DefaultRespawnLimit.String()
+	fs.Lookup("kill-timeout").DefValue = shim.DefaultKillTimeout.String()
+
+	if err := fs.Parse(args); err != nil {
+		return cfg, false, flagError(err)
+	}
+	switch {
+	case help:
+		fmt.Fprint(stdout, usageHead+flagUsages(fs)+usageTail)
+		return cfg, true, nil
+	case showVersion:
+		fmt.Fprintln(stdout, versionString())
+		return cfg, true, nil
+	case verbose && quiet:
+		return cfg, false, errors.New("--verbose and --quiet are mutually exclusive")
+	case verbose:
+		cfg.Verbosity = 1
+	case quiet:
+		cfg.Verbosity = -1
+	}
+	if fs.Changed("respawn-limit") {
+		cfg.Respawn = true
+	}
+	cfg.KillSignal, cfg.ReloadSignal = killSignal, reloadSignal
+	cfg.Command = fs.Args()
+	if err := cfg.Validate(); err != nil {
+		return cfg, false, err
+	}
+	return cfg, false, nil
+}
+
+// flagError rewrites pflag's errors into upshim's form, naming the flag and
+// the bad value: --respawn-limit "10-5": want COUNT/INTERVAL or unlimited.
+func flagError(err error) error {
+	var invalid *pflag.InvalidValueError
+	if errors.As(err, &invalid) {
+		return fmt.Errorf("--%s %q: %v", invalid.GetFlag().Name, invalid.GetValue(), invalid.Unwrap())
+	}
+	var missing *pflag.ValueRequiredError
+	if errors.As(err, &missing) {
+		return fmt.Errorf("--%s needs a value", missing.GetFlag().Name)
+	}
+	var unknown *pflag.NotExistError
+	if errors.As(err, &unknown) {
+		name := unknown.GetSpecifiedName()
+		if len(name) == 1 {
+			return fmt.Errorf("unknown flag -%s (see upshim --help)", name)
+		}
+		return fmt.Errorf("unknown flag --%s (see upshim --help)", name)
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "upshim: "))
+}
+
+// versionString is what --version prints.
+func versionString() string {
+	s := "upshim " + version
+	if commit != "" {
+		s += " (" + commit
+		if date != "" {
+			s += ", " + date
+		}
+		s += ")"
+	}
+	return s
+}
+
+// flagUsages formats the flag table for --help: one flag per entry, its
+// placeholder, and the default when there is one. pflag's own formatter
+// adds "[=true|false]" to switches, which no one types.
+func flagUsages(fs *pflag.FlagSet) string {
+	var b strings.Builder
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := "      --" + f.Name
+		if f.Shorthand != "" {
+			name = "  -" + f.Shorthand + ", --" + f.Name
+		}
+		placeholder, usage := pflag.UnquoteUsage(f)
+		if f.Value.Type() != "bool" {
+			name += " " + placeholder
+		}
+		if f.Value.Type() != "bool" && f.DefValue != "" && f.DefValue != "0s" && f.DefValue != "[]" {
+			usage += " (default " + f.DefValue + ")"
+		}
+		b.WriteString(name)
+		col := len(name)
+		if col >= helpColumn {
+			b.WriteByte('\n')
+			col = 0
+		}
+		b.WriteString(strings.Repeat(" ", helpColumn-col))
+		col = helpColumn
+		for i, word := range strings.Fields(usage) {
+			if i > 0 && col+1+len(word) > helpWidth {
+				b.WriteString("\n" + strings.Repeat(" ", helpColumn))
+				col = helpColumn
+			} else if i > 0 {
+				b.WriteByte(' ')
+				col++
+			}
+			b.WriteString(word)
+			col += len(word)
+		}
+		b.WriteByte('\n')
+	})
+	return b.String()
+}
+
+// The help's flag table: descriptions start at helpColumn and wrap before
+// helpWidth.
+const (
+	helpColumn = 34
+	helpWidth  = 80
+)

@@ -1,0 +1,306 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is everything the supervisor needs to run one service. It is plain
+// data: main.go fills it from flags, Validate checks it, and nothing changes
+// it once Run has started.
+type Config struct {
+	// Name prefixes upshim's messages ("upshim[NAME]: …"). Empty means the
+	// base name of Command[0].
+	Name string
+	// Command is the service's argv; Command[0] is looked up in PATH when it
+	// has no slash. It must not be empty.
+	Command []string
+
+	// Respawn restarts the service when it ends without being asked to.
+	Respawn bool
+	// RespawnLimit gives up respawning after Count+1 failures within
+	// Interval of the first (upstart's window). The zero value is unlimited;
+	// DefaultRespawnLimit is what --respawn-limit defaults to.
+	RespawnLimit RespawnLimit
+	// RespawnDelay is the wait before each respawn; zero respawns at once.
+	RespawnDelay Duration
+	// RespawnDelayMax, when set, makes the delay double per consecutive
+	// failure up to this value. Zero means a fixed delay.
+	RespawnDelayMax Duration
+	// NormalExit lists the statuses that end the service without a respawn.
+	NormalExit ExitSet
+	// Task marks a one-shot job: exit 0 means done.
+	Task bool
+
+	// KillSignal is sent on stop; zero means SIGTERM.
+	KillSignal Signal
+	// KillTimeout is how long the stop waits before SIGKILL to everything
+	// left. DefaultKillTimeout is the flag's default; zero kills at once.
+	KillTimeout Duration
+	// KillMode chooses who gets KillSignal. The zero value is KillGroup.
+	KillMode KillMode
+	// ReloadSignal is sent to the main process when upshim gets SIGHUP;
+	// zero means SIGHUP.
+	ReloadSignal Signal
+	// Rewrite maps a relayed signal to the one sent; a zero target drops it.
+	Rewrite Rewrites
+	// SignalGroup relays to the main process's group instead of the process.
+	SignalGroup bool
+
+	// Verbosity is 0 by default, -1 for --quiet, 1 for --verbose.
+	Verbosity int
+}
+
+// Defaults the flags start from, as the contract states them.
+const (
+	DefaultKillTimeout = Duration(5 * time.Second)
+)
+
+// DefaultRespawnLimit is upstart's respawn limit: 10 respawns within 5s.
+var DefaultRespawnLimit = RespawnLimit{Count: 10, Interval: 5 * time.Second}
+
+// Validate reports the first inconsistency in c as an error naming the flag,
+// and fills in the zero values that stand for a default.
+func (c *Config) Validate() error {
+	if len(c.Command) == 0 || c.Command[0] == "" {
+		return errors.New("no COMMAND given (see upshim --help)")
+	}
+	if c.Name == "" {
+		c.Name = baseName(c.Command[0])
+	}
+	if c.KillSignal == 0 {
+		c.KillSignal = Signal(syscall.SIGTERM)
+	}
+	if c.ReloadSignal == 0 {
+		c.ReloadSignal = Signal(syscall.SIGHUP)
+	}
+	if c.RespawnDelayMax != 0 {
+		if c.RespawnDelay == 0 {
+			return fmt.Errorf("--respawn-delay-max %s needs a non-zero --respawn-delay to double", c.RespawnDelayMax)
+		}
+		if c.RespawnDelayMax < c.RespawnDelay {
+			return fmt.Errorf("--respawn-delay-max %s is less than --respawn-delay %s", c.RespawnDelayMax, c.RespawnDelay)
+		}
+	}
+	for from := range c.Rewrite {
+		switch syscall.Signal(from) {
+		case syscall.SIGTERM, syscall.SIGINT:
+			return fmt.Errorf("--rewrite %s: %s stops upshim; use --kill-signal to choose what the service gets", from, from)
+		case syscall.SIGHUP:
+			return fmt.Errorf("--rewrite %s: HUP reloads the service; use --reload-signal", from)
+		}
+		if !relayable(syscall.Signal(from)) {
+			return fmt.Errorf("--rewrite %s: upshim cannot catch or relay %s", from, from)
+		}
+	}
+	return nil
+}
+
+func baseName(path string) string {
+	path = strings.TrimRight(path, "/")
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		path = path[i+1:]
+	}
+	if path == "" {
+		return "service"
+	}
+	return path
+}
+
+// Duration is a time.Duration that also accepts a bare integer as seconds,
+// as upstart's stanzas did. It is a pflag.Value.
+type Duration time.Duration
+
+// Set parses "500ms", "2m" or "5" (seconds); negative values are refused.
+func (d *Duration) Set(s string) error {
+	v, err := ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// ParseDuration parses Go duration syntax or a bare number of seconds.
+func ParseDuration(s string) (Duration, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return Duration(time.Duration(n) * time.Second), nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, errors.New("want a duration such as 500ms, 5s or 2m, or whole seconds")
+	}
+	return Duration(v), nil
+}
+
+// String formats the duration the way time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Type names the value in --help.
+func (d *Duration) Type() string { return "DUR" }
+
+// RespawnLimit is --respawn-limit COUNT/INTERVAL. A zero Count or Interval
+// means unlimited, as upstart's `respawn limit 0 5` did.
+type RespawnLimit struct {
+	Count    int
+	Interval time.Duration
+}
+
+// Unlimited reports whether the limit never gives up.
+func (l RespawnLimit) Unlimited() bool { return l.Count == 0 || l.Interval == 0 }
+
+// Set parses "10/5", "10/500ms" or "unlimited".
+func (l *RespawnLimit) Set(s string) error {
+	if s == "unlimited" {
+		*l = RespawnLimit{}
+		return nil
+	}
+	count, interval, ok := strings.Cut(s, "/")
+	if !ok {
+		return errors.New("want COUNT/INTERVAL or unlimited")
+	}
+	n, err := strconv.ParseUint(count, 10, 31)
+	if err != nil {
+		return errors.New("want COUNT/INTERVAL or unlimited; COUNT is a whole number")
+	}
+	d, err := ParseDuration(interval)
+	if err != nil {
+		return errors.New("want COUNT/INTERVAL or unlimited; INTERVAL is seconds or a duration")
+	}
+	*l = RespawnLimit{Count: int(n), Interval: time.Duration(d)}
+	return nil
+}
+
+// String formats the limit as Set accepts it.
+func (l RespawnLimit) String() string {
+	if l.Unlimited() {
+		return "unlimited"
+	}
+	if l.Interval%time.Second == 0 {
+		return fmt.Sprintf("%d/%d", l.Count, l.Interval/time.Second)
+	}
+	return fmt.Sprintf("%d/%s", l.Count, l.Interval)
+}
+
+// Type names the value in --help.
+func (l *RespawnLimit) Type() string { return "COUNT/INTERVAL" }
+
+// ExitSet is --normal-exit: exit codes and signals that are a normal end.
+// Repeated flags add to it.
+type ExitSet struct {
+	Codes   [256]bool
+	Signals [sigRTMax + 1]bool
+	text    []string
+}
+
+// Set adds a comma-separated list of codes (0-255) and signal names.
+func (e *ExitSet) Set(s string) error {
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if n, err := strconv.Atoi(item); err == nil {
+			if n < 0 || n > 255 {
+				return fmt.Errorf("exit code %d is not 0-255", n)
+			}
+			e.Codes[n] = true
+			continue
+		}
+		sig, err := ParseSignal(item)
+		if err != nil || item == "" {
+			return fmt.Errorf("%q is neither an exit code nor a signal name", item)
+		}
+		e.Signals[sig] = true
+	}
+	e.text = append(e.text, s)
+	return nil
+}
+
+// Contains reports whether the wait status is listed.
+func (e *ExitSet) Contains(ws syscall.WaitStatus) bool {
+	switch {
+	case ws.Exited():
+		return e.Codes[ws.ExitStatus()]
+	case ws.Signaled():
+		return int(ws.Signal()) < len(e.Signals) && e.Signals[ws.Signal()]
+	}
+	return false
+}
+
+// String lists what was set.
+func (e *ExitSet) String() string { return strings.Join(e.text, ",") }
+
+// Type names the value in --help.
+func (e *ExitSet) Type() string { return "LIST" }
+
+// Rewrites is --rewrite FROM:TO, repeatable. A zero TO drops FROM.
+type Rewrites map[Signal]Signal
+
+// Set adds one FROM:TO pair.
+func (r *Rewrites) Set(s string) error {
+	from, to, ok := strings.Cut(s, ":")
+	if !ok {
+		return errors.New("want FROM:TO, e.g. USR1:TERM, or FROM:0 to drop")
+	}
+	f, err := ParseSignal(from)
+	if err != nil {
+		return fmt.Errorf("FROM: %v", err)
+	}
+	var t Signal
+	if to != "0" {
+		if t, err = ParseSignal(to); err != nil {
+			return fmt.Errorf("TO: %v", err)
+		}
+	}
+	if *r == nil {
+		*r = Rewrites{}
+	}
+	(*r)[f] = t
+	return nil
+}
+
+// String lists the pairs.
+func (r *Rewrites) String() string {
+	var parts []string
+	for f, t := range *r {
+		parts = append(parts, f.String()+":"+t.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+// Type names the value in --help.
+func (r *Rewrites) Type() string { return "FROM:TO" }
+
+// KillMode chooses who gets the kill signal on stop.
+type KillMode int
+
+// Kill modes, as --kill-mode names them.
+const (
+	// KillGroup signals the main process's process group (upstart).
+	KillGroup KillMode = iota
+	// KillProcess signals the main process only.
+	KillProcess
+	// KillAll signals every descendant of upshim.
+	KillAll
+)
+
+var killModeNames = [...]string{KillGroup: "group", KillProcess: "process", KillAll: "all"}
+
+// Set parses group, process or all.
+func (m *KillMode) Set(s string) error {
+	for i, name := range killModeNames {
+		if s == name {
+			*m = KillMode(i)
+			return nil
+		}
+	}
+	return errors.New("want group, process or all")
+}
+
+// String names the mode.
+func (m KillMode) String() string { return killModeNames[m] }
+
+// Type names the value in --help.
+func (m *KillMode) Type() string { return "MODE" }

@@ -1,0 +1,95 @@
+package shim
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// errNotFound is returned by lookPath when no executable of that name is
+// on PATH.
+var errNotFound = errors.New("command not found")
+
+// lookPath finds the file to execute for name, as a shell would: names with
+// a slash are used as they are, others are searched for in the PATH of the
+// service's environment (or the shell's default path when it has none).
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		candidate := dir + "/" + name
+		var st unix.Stat_t
+		if unix.Stat(candidate, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o111 != 0 {
+			return candidate, nil
+		}
+	}
+	return "", errNotFound
+}
+
+// spawn starts argv in a process group of its own and returns its pid. It
+// never waits: the child's exit reaches the supervisor through reap. When
+// foreground is set, the child takes stdin's terminal in its own process
+// group before exec, so that Ctrl-C and job control reach it.
+//
+// The child starts with the signal mask upshim inherited (the Go runtime
+// restores it after fork) and with default actions for the signals upshim
+// catches.
+func spawn(path string, argv, env []string, foreground bool) (int, error) {
+	attr := &syscall.ProcAttr{
+		Env:   env,
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Foreground: foreground, Ctty: 0},
+	}
+	return syscall.ForkExec(path, argv, attr)
+}
+
+// spawnFailureCode is upshim's exit status when the command could not be
+// executed: 127 when it does not exist, 126 when it exists but cannot be
+// run, as a shell reports them.
+func spawnFailureCode(err error) int {
+	if errors.Is(err, errNotFound) || errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+		return 127
+	}
+	return 126
+}
+
+// terminalForeground reports whether upshim owns the foreground of the
+// terminal on stdin, so that handing it to the service steals nothing from
+// an interactive shell that started upshim in the background.
+func terminalForeground() bool {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && fg == unix.Getpgrp()
+}
+
+// terminalOwnedBy reports whether the foreground process group of stdin's
+// terminal is pgrp.
+func terminalOwnedBy(pgrp int) bool {
+	fg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+	return err == nil && fg == pgrp
+}
+
+// serviceEnv is the environment the service starts with: upshim's own,
+// without NOTIFY_SOCKET, which belongs to whatever runs upshim.
+func serviceEnv() []string {
+	env := os.Environ()
+	out := env[:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

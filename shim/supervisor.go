@@ -1,0 +1,456 @@
+// Package shim supervises one service: it starts the command, relays
+// signals to it, reaps every process that ends up upshim's child, respawns
+// the service under a limit, and stops it with a kill signal and a timeout.
+//
+// The main loop. One goroutine, the one that calls Supervisor.Run, owns all
+// process state: the state machine, the main pid, the respawn window, the
+// timer. Signals (SIGCHLD included) arrive on channels from os/signal and the
+// timer on its channel; nothing else reads or writes that state, so there is
+// no mutex. The same goroutine spawns and reaps, so a child's pid is
+// recorded before its exit can be seen. Nothing in upshim calls wait4 but
+// reap, and nothing waits through os/exec.
+package shim
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// state is where the service is in its life. Each handler (onExit,
+// onSignal, onTimer) decides what every state does with its event.
+type state int
+
+const (
+	// stateRunning: the main process is alive.
+	stateRunning state = iota
+	// stateBackoff: the main process ended and a respawn waits for its delay.
+	stateBackoff
+	// stateStopping: a stop was requested and the kill signal sent; waiting
+	// for the main process, with SIGKILL for everything at the deadline.
+	stateStopping
+	// stateDraining: the service is over for good; waiting for what it left
+	// behind to go, with SIGKILL for everything at the deadline.
+	stateDraining
+	// stateDone: nothing is left; Run returns.
+	stateDone
+)
+
+var stateNames = [...]string{"running", "backoff", "stopping", "draining", "done"}
+
+// String names the state for messages and status.
+func (st state) String() string { return stateNames[st] }
+
+// timerPurpose says what the one timer is armed for.
+type timerPurpose int
+
+const (
+	timerNone timerPurpose = iota
+	timerRespawn
+	timerKill
+	timerSweep
+)
+
+// sweepInterval spaces the re-checks made after SIGKILL, until every
+// descendant is reaped; they happen only while a stop is ending, never
+// while the service runs, so an idle upshim never wakes up.
+const sweepInterval = 200 * time.Millisecond
+
+// Supervisor runs one service. Create it with New and call Run once.
+type Supervisor struct {
+	cfg    Config
+	stderr io.Writer
+	path   string   // resolved Command[0]
+	env    []string // the service's environment
+
+	state     state
+	main      int // pid of the main process, 0 when none
+	mainStart time.Time
+	last      syscall.WaitStatus // how the last run ended
+	ranOnce   bool
+	code      int // upshim's exit status once the service is over
+
+	respawns    int // respawns so far, for messages and status
+	window      respawnWindow
+	consecutive int // failures since the last run that outlived the interval
+
+	stopRequested bool
+	killed        bool // SIGKILL has been sent to everything
+
+	foreground bool // the service gets the terminal's foreground
+	lastPgrp   int  // process group of the latest main process
+
+	timer   *time.Timer
+	timerC  <-chan time.Time
+	purpose timerPurpose
+
+	chld  chan os.Signal
+	sigs  chan os.Signal
+	exits []exit
+	msg   []byte
+}
+
+// New returns a supervisor for cfg, which must have passed Validate.
+// Messages go to stderr.
+func New(cfg Config, stderr io.Writer) *Supervisor {
+	return &Supervisor{
+		cfg:    cfg,
+		stderr: stderr,
+		window: respawnWindow{limit: cfg.RespawnLimit},
+		// A SIGCHLD that arrives while one is pending adds nothing: every
+		// SIGCHLD empties the whole wait queue.
+		chld: make(chan os.Signal, 1),
+		// Relayed signals must not be dropped: os/signal drops what does
+		// not fit. runc uses 2048; a burst larger than this is not a relay
+		// any service could make sense of.
+		sigs: make(chan os.Signal, 256),
+	}
+}
+
+// Run starts the service and supervises it until it is over, then returns
+// upshim's exit status. It must be called once, and it owns the process
+// state for as long as it runs.
+func (s *Supervisor) Run() int {
+	// Catch signals before anything exists that they should reach: a Go
+	// program that has not asked for SIGTERM dies of it with status 2.
+	signal.Notify(s.chld, unix.SIGCHLD)
+	signal.Notify(s.sigs, caughtSignals()...)
+	if os.Getpid() != 1 {
+		if err := setSubreaper(); err != nil {
+			s.logf(levelWarn, "warning: cannot become a subreaper (%v): orphans will not be reaped or stopped", err)
+		}
+	}
+	s.env = serviceEnv()
+	s.foreground = terminalForeground()
+
+	path, err := lookPath(s.cfg.Command[0], s.env)
+	if err != nil {
+		s.logf(levelError, "%s: %v", s.cfg.Command[0], err)
+		return spawnFailureCode(err)
+	}
+	s.path = path
+	s.startMain()
+
+	for s.state != stateDone {
+		select {
+		case <-s.chld:
+			s.collect()
+		case sig := <-s.sigs:
+			s.onSignal(sig.(syscall.Signal))
+		case <-s.timerC:
+			s.onTimer()
+		}
+	}
+	return s.code
+}
+
+// startMain spawns the main process. A command that cannot be executed
+// ends the service with 127 or 126, whether on the first start or on a
+// respawn: upstart did not respawn a job whose exec failed either.
+func (s *Supervisor) startMain() {
+	fg := s.foreground && (!s.ranOnce || terminalForeground() || terminalOwnedBy(s.lastPgrp))
+	pid, err := spawn(s.path, s.cfg.Command, s.env, fg)
+	if err != nil {
+		s.logf(levelError, "%s: cannot execute: %v", s.cfg.Command[0], err)
+		s.finish(spawnFailureCode(err), false)
+		return
+	}
+	s.main, s.mainStart, s.ranOnce, s.lastPgrp = pid, time.Now(), true, pid
+	s.state = stateRunning
+	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
+}
+
+// collect reaps every child that has ended and hands each to onExit. In
+// the last stages of a stop it also notices that nothing is left.
+func (s *Supervisor) collect() {
+	var none bool
+	s.exits, none = reap(s.exits[:0])
+	for _, e := range s.exits {
+		s.onExit(e)
+	}
+	switch s.state {
+	case stateStopping, stateDraining:
+		if none && s.main == 0 {
+			s.state = stateDone
+		} else if s.killed {
+			// A process forked while SIGKILL went round may have escaped
+			// the first pass; every exit is a chance to catch it.
+			signalDescendants(unix.SIGKILL, 0)
+		}
+	}
+}
+
+// onExit handles one reaped child.
+func (s *Supervisor) onExit(e exit) {
+	if e.pid != s.main {
+		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
+		return
+	}
+	s.main, s.last = 0, e.status
+	switch s.state {
+	case stateStopping:
+		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(e.status))
+		s.finish(exitCode(e.status), true)
+	case stateRunning:
+		s.mainEnded(e)
+	}
+}
+
+// mainEnded decides, for a main process that ended by itself, between
+// respawning and finishing.
+func (s *Supervisor) mainEnded(e exit) {
+	ws := e.status
+	code := exitCode(ws)
+	normal := s.cfg.NormalExit.Contains(ws) || (s.cfg.Task && ws.Exited() && ws.ExitStatus() == 0)
+	if !s.cfg.Respawn || normal {
+		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
+		s.finish(code, false)
+		return
+	}
+
+	now := time.Now()
+	if now.Sub(s.mainStart) >= s.resetAfter() {
+		s.consecutive = 0
+	}
+	s.consecutive++
+	if !s.window.fail(now) {
+		s.logf(levelError, "main process (%d) %s; respawning too fast (%d times within %s), stopped",
+			e.pid, describeStatus(ws), s.window.count, s.cfg.RespawnLimit.Interval)
+		if code == 0 {
+			code = 1
+		}
+		s.finish(code, false)
+		return
+	}
+	s.respawns++
+	delay := backoff(time.Duration(s.cfg.RespawnDelay), time.Duration(s.cfg.RespawnDelayMax), s.consecutive)
+	s.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", e.pid, describeStatus(ws), after(delay), s.respawnCount())
+	if delay == 0 {
+		s.startMain()
+		return
+	}
+	s.state = stateBackoff
+	s.arm(timerRespawn, delay)
+}
+
+// resetAfter is how long a run must last for the backoff to start again
+// from --respawn-delay: the respawn limit's interval, or 5s without one.
+func (s *Supervisor) resetAfter() time.Duration {
+	if s.cfg.RespawnLimit.Interval > 0 {
+		return s.cfg.RespawnLimit.Interval
+	}
+	return DefaultRespawnLimit.Interval
+}
+
+// respawnCount formats "3/10 within 5s", or "respawn 3, no limit".
+func (s *Supervisor) respawnCount() string {
+	if s.cfg.RespawnLimit.Unlimited() {
+		return "respawn " + itoa(s.respawns) + ", no limit"
+	}
+	return itoa(s.window.count) + "/" + itoa(s.cfg.RespawnLimit.Count) + " within " +
+		s.cfg.RespawnLimit.Interval.String()
+}
+
+func after(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return " in " + d.String()
+}
+
+// finish ends the service with upshim exit status code. What the service
+// left behind is given the kill signal (unless a stop already sent it) and
+// SIGKILL at the deadline; Run returns once nothing is left.
+func (s *Supervisor) finish(code int, stopping bool) {
+	s.code = code
+	s.state = stateDraining
+	var none bool
+	s.exits, none = reap(s.exits[:0])
+	for _, e := range s.exits {
+		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
+	}
+	if none {
+		s.disarm()
+		s.state = stateDone
+		return
+	}
+	if stopping || s.purpose == timerKill {
+		return // the stop's deadline stands
+	}
+	sig := syscall.Signal(s.cfg.KillSignal)
+	n := signalDescendants(sig, 0)
+	signalDescendants(unix.SIGCONT, 0)
+	s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", plural(n, "process", "processes"),
+		SignalName(sig), s.cfg.KillTimeout)
+	s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
+}
+
+// onSignal handles one signal sent to upshim.
+func (s *Supervisor) onSignal(sig syscall.Signal) {
+	switch sig {
+	case unix.SIGTERM, unix.SIGINT:
+		s.requestStop(sig)
+	case unix.SIGHUP:
+		s.send(syscall.Signal(s.cfg.ReloadSignal), false, "reload")
+	default:
+		to := sig
+		if r, ok := s.cfg.Rewrite[Signal(sig)]; ok {
+			if r == 0 {
+				s.logf(levelDebug, "dropped %s (--rewrite)", SignalName(sig))
+				return
+			}
+			to = syscall.Signal(r)
+		}
+		s.send(to, s.cfg.SignalGroup, "relay")
+	}
+}
+
+// send delivers sig to the main process, or to its process group. The pid
+// is safe to signal: it is upshim's child and has not been reaped, so the
+// kernel cannot have given it to another process.
+func (s *Supervisor) send(sig syscall.Signal, group bool, why string) {
+	if s.main == 0 {
+		s.logf(levelDebug, "%s %s: no main process", why, SignalName(sig))
+		return
+	}
+	target := s.main
+	if group {
+		if pgid, err := unix.Getpgid(s.main); err == nil {
+			target = -pgid
+		}
+	}
+	if err := unix.Kill(target, sig); err != nil {
+		s.logf(levelWarn, "warning: %s %s to %d: %v", why, SignalName(sig), target, err)
+		return
+	}
+	s.logf(levelDebug, "%s %s to %d", why, SignalName(sig), target)
+}
+
+// requestStop starts the stop sequence: no more respawns, the kill signal
+// per --kill-mode, SIGKILL to everything at the deadline. A second request
+// while stopping does not wait for the deadline.
+func (s *Supervisor) requestStop(sig syscall.Signal) {
+	if s.stopRequested {
+		if !s.killed {
+			s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
+			s.killEverything()
+		}
+		return
+	}
+	s.stopRequested = true
+	switch s.state {
+	case stateBackoff:
+		s.disarm()
+		s.logf(levelInfo, "got %s; respawn cancelled", SignalName(sig))
+		s.finish(exitCode(s.last), true)
+	case stateRunning:
+		kill := syscall.Signal(s.cfg.KillSignal)
+		s.logf(levelDebug, "got %s; stopping main process (%d) with %s", SignalName(sig), s.main, SignalName(kill))
+		s.state = stateStopping
+		s.signalStop(kill)
+		if kill != unix.SIGKILL && kill != unix.SIGCONT {
+			// A stopped process would hold the kill signal until continued.
+			s.signalStop(unix.SIGCONT)
+		}
+		s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
+	}
+}
+
+// signalStop sends sig to whom --kill-mode names.
+func (s *Supervisor) signalStop(sig syscall.Signal) {
+	switch s.cfg.KillMode {
+	case KillProcess:
+		s.send(sig, false, "stop")
+	case KillGroup:
+		s.send(sig, true, "stop")
+	case KillAll:
+		signalDescendants(sig, s.main)
+	}
+}
+
+// killEverything sends SIGKILL to every descendant and re-checks until the
+// last one is reaped.
+func (s *Supervisor) killEverything() {
+	s.killed = true
+	pgid := 0
+	if s.main != 0 {
+		pgid, _ = unix.Getpgid(s.main)
+	}
+	signalDescendants(unix.SIGKILL, pgid)
+	s.arm(timerSweep, sweepInterval)
+}
+
+// onTimer handles the one timer firing.
+func (s *Supervisor) onTimer() {
+	purpose := s.purpose
+	s.timerC, s.purpose = nil, timerNone
+	switch purpose {
+	case timerRespawn:
+		if s.state == stateBackoff {
+			s.startMain()
+		}
+	case timerKill:
+		if s.state == stateStopping || s.state == stateDraining {
+			s.logf(levelInfo, "still running after %s; sending SIGKILL", s.cfg.KillTimeout)
+			s.killEverything()
+		}
+	case timerSweep:
+		s.collect()
+		if s.state != stateDone {
+			signalDescendants(unix.SIGKILL, 0)
+			s.arm(timerSweep, sweepInterval)
+		}
+	}
+}
+
+// arm sets the one timer for purpose, replacing whatever it was set for.
+func (s *Supervisor) arm(purpose timerPurpose, d time.Duration) {
+	s.disarm()
+	s.timer = time.NewTimer(d)
+	s.timerC, s.purpose = s.timer.C, purpose
+}
+
+// disarm stops the timer, if set.
+func (s *Supervisor) disarm() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.timerC, s.purpose = nil, timerNone
+}
+
+// Message levels: errors always print, --quiet hides info and warnings,
+// --verbose adds debug.
+const (
+	levelError = -1
+	levelWarn  = 0
+	levelInfo  = 0
+	levelDebug = 1
+)
+
+// logf writes one message line, prefixed upshim[NAME]:, to stderr.
+func (s *Supervisor) logf(level int, format string, args ...any) {
+	if level > s.cfg.Verbosity {
+		return
+	}
+	s.msg = append(s.msg[:0], "upshim["...)
+	s.msg = append(s.msg, s.cfg.Name...)
+	s.msg = append(s.msg, "]: "...)
+	s.msg = fmt.Appendf(s.msg, format, args...)
+	s.msg = append(s.msg, '\n')
+	s.stderr.Write(s.msg)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return itoa(n) + " " + many
+}

@@ -1,0 +1,86 @@
+package shim
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// descendants lists every live process below upshim, found by walking the
+// kernel's per-thread children lists from upshim down. Because upshim is a
+// subreaper, an orphan anywhere below it is re-parented to it, so a process
+// that called setsid is found as long as it descends from upshim.
+//
+// It returns nil, false when /proc cannot be trusted: missing, or mounted
+// for another PID namespace (unshare --pid without --mount-proc), where its
+// pids would name other processes.
+func descendants() ([]int, bool) {
+	self := os.Getpid()
+	if link, err := os.Readlink("/proc/self"); err != nil || link != strconv.Itoa(self) {
+		return nil, false
+	}
+	var found []int
+	queue := []int{self}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, child := range childrenOf(pid) {
+			found = append(found, child)
+			queue = append(queue, child)
+		}
+	}
+	return found, true
+}
+
+// childrenOf reads /proc/PID/task/*/children: each thread has its own list,
+// and a re-parented orphan may be on any thread's.
+func childrenOf(pid int) []int {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task/"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var kids []int
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + t.Name() + "/children")
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	return kids
+}
+
+// signalDescendants sends sig to every process below upshim and returns
+// how many it signalled. As PID 1 of a namespace, kill(-1) reaches exactly
+// those processes, whatever /proc shows. Where neither works, it falls back
+// to the main process's group (pgid, if non-zero).
+func signalDescendants(sig syscall.Signal, pgid int) int {
+	if os.Getpid() == 1 {
+		if unix.Kill(-1, sig) == nil {
+			return 1
+		}
+		return 0
+	}
+	pids, ok := descendants()
+	if !ok {
+		if pgid > 0 && unix.Kill(-pgid, sig) == nil {
+			return 1
+		}
+		return 0
+	}
+	n := 0
+	for _, pid := range pids {
+		if unix.Kill(pid, sig) == nil {
+			n++
+		}
+	}
+	return n
+}
