@@ -22,7 +22,7 @@ import (
 )
 
 // Stamped at build time with -ldflags "-X main.version=… -X main.commit=…
-// -X main.date=…"; see goreleaser.yaml and the README.
+// -X main.date=…"; see the README.
 var (
 	version = "dev"
 	commit  = ""

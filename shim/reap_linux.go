@@ -6,7 +6,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// exit is one child that the reaper collected.
+// exit is one child that the reaper collected, or saw stop.
 type exit struct {
 	pid    int
 	status syscall.WaitStatus
@@ -24,7 +24,9 @@ type exit struct {
 func reap(buf []exit) (exits []exit, none bool) {
 	for {
 		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		// WUNTRACED: a main process stopped from the terminal (Ctrl-Z)
+		// must stop upshim too, or the shell never gets the terminal back.
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG|unix.WUNTRACED, nil)
 		switch {
 		case err == unix.EINTR:
 			continue

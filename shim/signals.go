@@ -125,24 +125,43 @@ func SignalName(sig syscall.Signal) string {
 func relayable(sig syscall.Signal) bool {
 	switch sig {
 	case unix.SIGKILL, unix.SIGSTOP, unix.SIGSEGV, unix.SIGBUS, unix.SIGFPE, unix.SIGILL,
-		unix.SIGCHLD, unix.SIGURG:
+		unix.SIGCHLD, unix.SIGURG, unix.SIGPROF:
 		return false
 	}
-	return sig >= 1 && sig <= sigRTMax && (sig < 32 || sig >= sigRTMin)
+	return sig >= 1 && sig <= sigRTMax && (sig < 32 || sig > sigRTMin)
 }
 
-// caughtSignals lists every signal upshim asks os/signal for, apart from
-// SIGCHLD. SIGHUP and SIGINT that upshim's parent left ignored (nohup, a
-// background job of a script) stay ignored, in upshim and so in the service:
-// the Go runtime respects an inherited SIG_IGN for these two only, and
-// catching them would hand the service the default action instead.
-func caughtSignals() []os.Signal {
-	sigs := make([]os.Signal, 0, 64)
+// caughtSignals splits the signals upshim asks os/signal for, apart from
+// SIGCHLD, in two. urgent holds those whose default in a Go program would
+// kill or stop upshim; they are caught before the service exists. later
+// holds the ones the runtime silently drops until asked for; registering
+// each one costs a round trip to the runtime's signal thread, so the loop
+// registers them one at a time, between events, once the service runs.
+//
+// SIGHUP and SIGINT that upshim's parent left ignored (nohup, a background
+// job of a script) stay ignored, in upshim and so in the service: the Go
+// runtime respects an inherited SIG_IGN for these two only, and catching
+// them would hand the service the default action instead.
+func caughtSignals() (urgent, later []os.Signal) {
 	for n := syscall.Signal(1); n <= sigRTMax; n++ {
-		if !relayable(n) || ((n == unix.SIGHUP || n == unix.SIGINT) && signal.Ignored(n)) {
-			continue
+		switch {
+		case !relayable(n), (n == unix.SIGHUP || n == unix.SIGINT) && signal.Ignored(n):
+		case fatalToGo(n):
+			urgent = append(urgent, n)
+		default:
+			later = append(later, n)
 		}
-		sigs = append(sigs, n)
 	}
-	return sigs
+	return urgent, later
+}
+
+// fatalToGo reports whether a Go program that has not called Notify for sig
+// dies of it (the runtime exits or throws) or is stopped by it.
+func fatalToGo(sig syscall.Signal) bool {
+	switch sig {
+	case unix.SIGHUP, unix.SIGINT, unix.SIGTERM, unix.SIGQUIT, unix.SIGABRT, unix.SIGTRAP,
+		unix.SIGSTKFLT, unix.SIGSYS, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return true
+	}
+	return false
 }

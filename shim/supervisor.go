@@ -62,6 +62,11 @@ const (
 // while the service runs, so an idle upshim never wakes up.
 const sweepInterval = 200 * time.Millisecond
 
+// lateSignalsAfter is how long after start-up upshim begins relaying the
+// signals that would not kill it (USR1, WINCH, real-time signals…); see
+// caughtSignals.
+const lateSignalsAfter = 5 * time.Millisecond
+
 // Supervisor runs one service. Create it with New and call Run once.
 type Supervisor struct {
 	cfg    Config
@@ -85,6 +90,8 @@ type Supervisor struct {
 
 	foreground bool // the service gets the terminal's foreground
 	lastPgrp   int  // process group of the latest main process
+	// mainHasTerminal: the main process was given the terminal's foreground.
+	mainHasTerminal bool
 
 	timer   *time.Timer
 	timerC  <-chan time.Time
@@ -120,7 +127,11 @@ func (s *Supervisor) Run() int {
 	// Catch signals before anything exists that they should reach: a Go
 	// program that has not asked for SIGTERM dies of it with status 2.
 	signal.Notify(s.chld, unix.SIGCHLD)
-	signal.Notify(s.sigs, caughtSignals()...)
+	urgent, later := caughtSignals()
+	signal.Notify(s.sigs, urgent...)
+	if err := ignoreReserved(); err != nil {
+		s.logf(levelWarn, "warning: cannot ignore SIGRTMIN (%v): it would kill upshim", err)
+	}
 	if os.Getpid() != 1 {
 		if err := setSubreaper(); err != nil {
 			s.logf(levelWarn, "warning: cannot become a subreaper (%v): orphans will not be reaped or stopped", err)
@@ -137,6 +148,12 @@ func (s *Supervisor) Run() int {
 	s.path = path
 	s.startMain()
 
+	// The other relayed signals are registered once the service has had
+	// time to start: each costs a round trip to the runtime's signal
+	// thread, together more than the rest of upshim's start-up, and a
+	// signal the service gets before it has set up its handlers would
+	// only kill it.
+	lateC := time.After(lateSignalsAfter)
 	for s.state != stateDone {
 		select {
 		case <-s.chld:
@@ -145,6 +162,10 @@ func (s *Supervisor) Run() int {
 			s.onSignal(sig.(syscall.Signal))
 		case <-s.timerC:
 			s.onTimer()
+		case <-lateC:
+			signal.Notify(s.sigs, later...)
+			lateC = nil
+			s.logf(levelDebug, "relaying every signal")
 		}
 	}
 	return s.code
@@ -161,7 +182,7 @@ func (s *Supervisor) startMain() {
 		s.finish(spawnFailureCode(err), false)
 		return
 	}
-	s.main, s.mainStart, s.ranOnce, s.lastPgrp = pid, time.Now(), true, pid
+	s.main, s.mainStart, s.ranOnce, s.lastPgrp, s.mainHasTerminal = pid, time.Now(), true, pid, fg
 	s.state = stateRunning
 	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
 }
@@ -181,13 +202,17 @@ func (s *Supervisor) collect() {
 		} else if s.killed {
 			// A process forked while SIGKILL went round may have escaped
 			// the first pass; every exit is a chance to catch it.
-			signalDescendants(unix.SIGKILL, 0)
+			signalDescendants(unix.SIGKILL, s.lastPgrp)
 		}
 	}
 }
 
 // onExit handles one reaped child.
 func (s *Supervisor) onExit(e exit) {
+	if e.status.Stopped() {
+		s.onStopped(e)
+		return
+	}
 	if e.pid != s.main {
 		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
 		return
@@ -202,12 +227,31 @@ func (s *Supervisor) onExit(e exit) {
 	}
 }
 
+// onStopped handles a child that a signal stopped. When the main process
+// holds the terminal, a Ctrl-Z stopped it, and upshim stops itself so that
+// the shell that started it sees the job stop and takes the terminal back;
+// SIGCONT (fg, bg) continues upshim, which passes it on.
+func (s *Supervisor) onStopped(e exit) {
+	if e.pid != s.main || !s.mainHasTerminal || os.Getpid() == 1 {
+		return
+	}
+	s.logf(levelDebug, "main process (%d) stopped by %s; stopping too", e.pid, SignalName(e.status.StopSignal()))
+	unix.Kill(os.Getpid(), unix.SIGSTOP)
+}
+
 // mainEnded decides, for a main process that ended by itself, between
 // respawning and finishing.
 func (s *Supervisor) mainEnded(e exit) {
 	ws := e.status
 	code := exitCode(ws)
 	normal := s.cfg.NormalExit.Contains(ws) || (s.cfg.Task && ws.Exited() && ws.ExitStatus() == 0)
+	if s.cfg.Respawn && s.mainHasTerminal && ws.Signaled() && (ws.Signal() == unix.SIGINT || ws.Signal() == unix.SIGQUIT) {
+		// Ctrl-C or Ctrl-\ went to the service alone, since it has the
+		// terminal; the user meant to stop it, as a shell would take it.
+		s.logf(levelInfo, "main process (%d) %s from the terminal; not respawning", e.pid, describeStatus(ws))
+		s.stopRequested = true
+		normal = true
+	}
 	if !s.cfg.Respawn || normal {
 		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
 		s.finish(code, false)
@@ -284,10 +328,13 @@ func (s *Supervisor) finish(code int, stopping bool) {
 		return // the stop's deadline stands
 	}
 	sig := syscall.Signal(s.cfg.KillSignal)
-	n := signalDescendants(sig, 0)
-	signalDescendants(unix.SIGCONT, 0)
-	s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", plural(n, "process", "processes"),
-		SignalName(sig), s.cfg.KillTimeout)
+	n := signalDescendants(sig, s.lastPgrp)
+	signalDescendants(unix.SIGCONT, s.lastPgrp)
+	left := "processes"
+	if n >= 0 {
+		left = plural(n, "process", "processes")
+	}
+	s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", left, SignalName(sig), s.cfg.KillTimeout)
 	s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
 }
 
@@ -299,6 +346,11 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 	case unix.SIGHUP:
 		s.send(syscall.Signal(s.cfg.ReloadSignal), false, "reload")
 	default:
+		if sig == unix.SIGCONT && s.mainHasTerminal && s.main != 0 && terminalForeground() {
+			// fg after a Ctrl-Z gave the terminal back to upshim's group;
+			// the service is the one reading it.
+			unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, s.lastPgrp)
+		}
 		to := sig
 		if r, ok := s.cfg.Rewrite[Signal(sig)]; ok {
 			if r == 0 {
@@ -370,7 +422,7 @@ func (s *Supervisor) signalStop(sig syscall.Signal) {
 	case KillGroup:
 		s.send(sig, true, "stop")
 	case KillAll:
-		signalDescendants(sig, s.main)
+		signalDescendants(sig, s.lastPgrp)
 	}
 }
 
@@ -378,11 +430,7 @@ func (s *Supervisor) signalStop(sig syscall.Signal) {
 // last one is reaped.
 func (s *Supervisor) killEverything() {
 	s.killed = true
-	pgid := 0
-	if s.main != 0 {
-		pgid, _ = unix.Getpgid(s.main)
-	}
-	signalDescendants(unix.SIGKILL, pgid)
+	signalDescendants(unix.SIGKILL, s.lastPgrp)
 	s.arm(timerSweep, sweepInterval)
 }
 
@@ -403,7 +451,7 @@ func (s *Supervisor) onTimer() {
 	case timerSweep:
 		s.collect()
 		if s.state != stateDone {
-			signalDescendants(unix.SIGKILL, 0)
+			signalDescendants(unix.SIGKILL, s.lastPgrp)
 			s.arm(timerSweep, sweepInterval)
 		}
 	}

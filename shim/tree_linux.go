@@ -59,22 +59,21 @@ func childrenOf(pid int) []int {
 }
 
 // signalDescendants sends sig to every process below upshim and returns
-// how many it signalled. As PID 1 of a namespace, kill(-1) reaches exactly
-// those processes, whatever /proc shows. Where neither works, it falls back
-// to the main process's group (pgid, if non-zero).
+// how many it signalled, or -1 when it cannot tell. As PID 1 of a
+// namespace, kill(-1) reaches exactly those processes, whatever /proc
+// shows. Where neither works, it falls back to the process group pgid (the
+// main process's), which is all upshim can still name.
 func signalDescendants(sig syscall.Signal, pgid int) int {
 	if os.Getpid() == 1 {
-		if unix.Kill(-1, sig) == nil {
-			return 1
-		}
-		return 0
+		unix.Kill(-1, sig)
+		return -1
 	}
 	pids, ok := descendants()
 	if !ok {
-		if pgid > 0 && unix.Kill(-pgid, sig) == nil {
-			return 1
+		if pgid > 0 {
+			unix.Kill(-pgid, sig)
 		}
-		return 0
+		return -1
 	}
 	n := 0
 	for _, pid := range pids {

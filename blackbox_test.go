@@ -1,0 +1,586 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/upshim/upshim/shim"
+)
+
+// deadline bounds every wait in these tests; nothing here should take
+// more than a few seconds on a loaded machine.
+const deadline = 20 * time.Second
+
+// running is an upshim started by a test, with its stdout read line by
+// line and its stderr kept.
+type running struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mark   string
+	lines  chan string
+	stderr *lockedBuffer
+	done   chan struct{}
+	code   int
+}
+
+// lockedBuffer collects stderr while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startShim runs upshim with args. Every process of the run carries a
+// unique UPSHIM_TEST_MARK in its environment, so that leftovers can be
+// found in /proc afterwards.
+func startShim(t *testing.T, args ...string) *running {
+	t.Helper()
+	return startShimCmd(t, exec.Command(upshimBinary(t), args...))
+}
+
+func startShimCmd(t *testing.T, cmd *exec.Cmd) *running {
+	t.Helper()
+	r := &running{
+		t:      t,
+		cmd:    cmd,
+		mark:   fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()),
+		lines:  make(chan string, 1024),
+		stderr: &lockedBuffer{},
+		done:   make(chan struct{}),
+	}
+	cmd.Env = append(os.Environ(), "UPSHIM_TEST_MARK="+r.mark)
+	// A leftover holding upshim's stdout must not hang the test.
+	cmd.WaitDelay = deadline
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = r.stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			r.lines <- sc.Text()
+		}
+		close(r.lines)
+	}()
+	go func() {
+		err := cmd.Wait()
+		r.code = cmd.ProcessState.ExitCode()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code = 128 + int(ws.Signal())
+		}
+		_ = err
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-r.done:
+		default:
+			cmd.Process.Kill()
+			<-r.done
+		}
+		killMarked(r.mark)
+	})
+	return r
+}
+
+// startRelaying runs upshim -v with args and waits until it relays every
+// signal, which it begins a few milliseconds after the service starts.
+func startRelaying(t *testing.T, args ...string) *running {
+	t.Helper()
+	r := startShim(t, append([]string{"-v"}, args...)...)
+	waitStderr(t, r, "relaying every signal")
+	return r
+}
+
+// line returns the next line the service printed.
+func (r *running) line() string {
+	r.t.Helper()
+	select {
+	case l, ok := <-r.lines:
+		if !ok {
+			r.t.Fatalf("service output ended; upshim stderr:\n%s", r.stderr)
+		}
+		return l
+	case <-time.After(deadline):
+		r.t.Fatalf("no line from the service after %s; upshim stderr:\n%s", deadline, r.stderr)
+	}
+	return ""
+}
+
+// expect reads lines until one equals want.
+func (r *running) expect(want string) {
+	r.t.Helper()
+	for {
+		if l := r.line(); l == want {
+			return
+		}
+	}
+}
+
+// signal sends sig to upshim.
+func (r *running) signal(sig syscall.Signal) {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// wait waits for upshim to exit and returns its status.
+func (r *running) wait() int {
+	r.t.Helper()
+	select {
+	case <-r.done:
+		return r.code
+	case <-time.After(deadline):
+		r.t.Fatalf("upshim still running after %s; stderr:\n%s", deadline, r.stderr)
+	}
+	return -1
+}
+
+// leftovers lists live processes carrying the mark. Zombies have no
+// environment left and are not counted.
+func leftovers(mark string) []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err == nil && bytes.Contains(env, []byte("UPSHIM_TEST_MARK="+mark+"\x00")) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func killMarked(mark string) {
+	for _, pid := range leftovers(mark) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+// assertNothingLeft fails if any process of the run is still alive.
+func (r *running) assertNothingLeft() {
+	r.t.Helper()
+	if pids := leftovers(r.mark); len(pids) > 0 {
+		var desc []string
+		for _, pid := range pids {
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			desc = append(desc, fmt.Sprintf("%d %q", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+		}
+		r.t.Fatalf("left behind after upshim exited: %s", strings.Join(desc, ", "))
+	}
+}
+
+// relayed lists the signals every relay test sends, with the name the
+// service reports. TERM, INT and HUP are upshim's own.
+var relayed = []syscall.Signal{
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGQUIT, syscall.SIGWINCH, syscall.SIGALRM,
+	syscall.SIGPIPE, syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU,
+	syscall.SIGPWR, syscall.SIGVTALRM, syscall.SIGXCPU, syscall.SIGXFSZ,
+	syscall.SIGIO, syscall.SIGSYS, syscall.SIGTRAP, syscall.SIGABRT, syscall.SIGSTKFLT,
+	35, 40, 64,
+}
+
+func signalName(sig syscall.Signal) string { return shim.SignalName(sig) }
+
+func TestRelayEverySignal(t *testing.T) {
+	r := startRelaying(t, "--", "sigrecord")
+	r.line() // ready
+	for _, sig := range relayed {
+		r.signal(sig)
+		if got, want := r.line(), signalName(sig); got != want {
+			t.Fatalf("sent %s, service got %s", want, got)
+		}
+	}
+	// SIGRTMIN is reserved by the Go runtime: upshim ignores it rather than
+	// die of it, and does not relay it.
+	r.signal(34)
+	// upshim itself did not stop on TSTP, TTIN or TTOU: it still relays.
+	r.signal(syscall.SIGUSR1)
+	r.expect("USR1")
+	r.signal(syscall.SIGTERM)
+	r.expect("TERM")
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit status %d, want 0 (the service exited 0 on TERM)", code)
+	}
+	r.assertNothingLeft()
+}
+
+func TestRelayRewriteAndDrop(t *testing.T) {
+	r := startRelaying(t, "--rewrite", "USR1:USR2", "--rewrite", "SIGWINCH:0", "--rewrite", "QUIT:RTMIN+2", "--", "sigrecord")
+	r.line()
+	r.signal(syscall.SIGUSR1)
+	if got := r.line(); got != "USR2" {
+		t.Fatalf("USR1 rewritten to USR2 arrived as %s", got)
+	}
+	r.signal(syscall.SIGWINCH) // dropped
+	r.signal(syscall.SIGQUIT)
+	if got := r.line(); got != "RTMIN+2" {
+		t.Fatalf("after a dropped WINCH and QUIT→RTMIN+2, service got %s", got)
+	}
+	r.signal(syscall.SIGTERM)
+	r.expect("TERM")
+	r.wait()
+}
+
+func TestReloadOnHUP(t *testing.T) {
+	r := startShim(t, "--", "sigrecord")
+	r.line()
+	r.signal(syscall.SIGHUP)
+	r.expect("HUP")
+	r.signal(syscall.SIGTERM)
+	r.wait()
+
+	r = startShim(t, "--reload-signal", "USR2", "--", "sigrecord")
+	r.line()
+	r.signal(syscall.SIGHUP)
+	if got := r.line(); got != "USR2" {
+		t.Fatalf("with --reload-signal USR2, HUP arrived as %s", got)
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
+
+// The service is a shell that ignores USR1 and runs sigrecord in its
+// process group: only --signal-group reaches the grandchild.
+func TestSignalGroup(t *testing.T) {
+	script := `trap "" USR1; sigrecord & wait`
+	r := startRelaying(t, "--signal-group", "--", "sh", "-c", script)
+	r.line()
+	r.signal(syscall.SIGUSR1)
+	r.expect("USR1")
+	r.signal(syscall.SIGTERM)
+	r.expect("TERM")
+	r.wait()
+	r.assertNothingLeft()
+
+	r = startRelaying(t, "--", "sh", "-c", script)
+	r.line()
+	r.signal(syscall.SIGUSR1)
+	r.signal(syscall.SIGTERM) // the stop reaches the whole group
+	if got := r.line(); got != "TERM" {
+		t.Fatalf("without --signal-group the grandchild got %s", got)
+	}
+	r.wait()
+}
+
+// A service that ignores TERM is killed at the timeout, not before.
+func TestStopKillsAfterTimeout(t *testing.T) {
+	const timeout = 700 * time.Millisecond
+	r := startShim(t, "--kill-timeout", timeout.String(), "--", "sh", "-c",
+		`trap "" TERM; sleep 300 & echo ready; wait`)
+	r.expect("ready")
+	start := time.Now()
+	r.signal(syscall.SIGTERM)
+	code := r.wait()
+	if elapsed := time.Since(start); elapsed < timeout {
+		t.Fatalf("upshim exited %s after TERM, before the %s kill timeout", elapsed, timeout)
+	}
+	if code != 128+int(syscall.SIGKILL) {
+		t.Fatalf("exit status %d, want 137 (killed)", code)
+	}
+	if !strings.Contains(r.stderr.String(), "still running after 700ms; sending SIGKILL") {
+		t.Fatalf("stderr does not say why it killed:\n%s", r.stderr)
+	}
+	r.assertNothingLeft()
+}
+
+// Whatever the kill mode, nothing of the service survives a stop:
+// children, grandchildren that called setsid, double-forked daemons.
+func TestStopLeavesNothing(t *testing.T) {
+	tree := `sleep 300 & setsid sleep 301 & (setsid sh -c 'sleep 302 & sleep 303' &) ; ` +
+		`sh -c 'trap "" TERM; sleep 304' & echo ready; wait`
+	for _, mode := range []string{"group", "process", "all"} {
+		t.Run(mode, func(t *testing.T) {
+			r := startShim(t, "--kill-mode", mode, "--kill-timeout", "500ms", "--", "sh", "-c", tree)
+			r.expect("ready")
+			r.signal(syscall.SIGTERM)
+			r.wait()
+			r.assertNothingLeft()
+		})
+	}
+}
+
+// With --kill-mode process only the main process gets the kill signal;
+// with group, its group; with all, every descendant. A child in its own
+// session that handles TERM shows who got it.
+func TestKillModeTargets(t *testing.T) {
+	script := `setsid sigrecord & trap 'echo main-got-TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done`
+	cases := map[string]bool{"group": false, "process": false, "all": true}
+	for mode, sessionGetsTerm := range cases {
+		t.Run(mode, func(t *testing.T) {
+			r := startShim(t, "--kill-mode", mode, "--kill-timeout", "300ms", "--", "sh", "-c", script)
+			r.expect("ready")
+			for l := r.line(); !strings.HasPrefix(l, "ready "); l = r.line() {
+			}
+			r.signal(syscall.SIGTERM)
+			var got []string
+			for l := range r.lines {
+				got = append(got, l)
+			}
+			r.wait()
+			joined := strings.Join(got, ",")
+			if slices.Contains(got, "TERM") != sessionGetsTerm {
+				t.Fatalf("--kill-mode %s: setsid child saw %q", mode, joined)
+			}
+			if !strings.Contains(joined, "main-got-TERM") {
+				t.Fatalf("--kill-mode %s: main process did not get TERM: %q", mode, joined)
+			}
+			r.assertNothingLeft()
+		})
+	}
+}
+
+// When the service ends by itself, what it left behind gets the kill
+// signal and goes with upshim.
+func TestServiceEndLeavesNothing(t *testing.T) {
+	r := startShim(t, "--", "sh", "-c", `setsid sleep 300 & sleep 301 & echo ready; exit 7`)
+	r.expect("ready")
+	if code := r.wait(); code != 7 {
+		t.Fatalf("exit status %d, want the service's 7", code)
+	}
+	if !strings.Contains(r.stderr.String(), "left 2 processes behind; sent TERM") {
+		t.Fatalf("stderr does not report the leftovers:\n%s", r.stderr)
+	}
+	r.assertNothingLeft()
+}
+
+// Hundreds of orphans exit at once; none stays a zombie and upshim keeps
+// answering.
+func TestOrphansReaped(t *testing.T) {
+	r := startRelaying(t, "--", "sh", "-c",
+		`i=0; while [ $i -lt 300 ]; do (sh -c 'exit 0' &); i=$((i+1)); done; echo ready; exec sigrecord`)
+	r.expect("ready")
+	r.line() // sigrecord ready
+	pid := r.cmd.Process.Pid
+	end := time.Now().Add(deadline)
+	for {
+		z := zombiesOf(pid)
+		if z == 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d zombies still under upshim after %s", z, deadline)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.signal(syscall.SIGUSR1)
+	r.expect("USR1")
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
+
+// zombiesOf counts the zombie children of pid.
+func zombiesOf(pid int) int {
+	n := 0
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		for _, child := range strings.Fields(string(b)) {
+			stat, _ := os.ReadFile("/proc/" + child + "/stat")
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// A stop during the respawn delay cancels the respawn.
+func TestStopDuringRespawnDelay(t *testing.T) {
+	r := startShim(t, "--respawn", "--respawn-delay", "30s", "--", "sh", "-c", `echo ran; exit 3`)
+	r.expect("ran")
+	waitStderr(t, r, "respawning in 30s")
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(); code != 3 {
+		t.Fatalf("exit status %d, want 3, the last run's", code)
+	}
+	if !strings.Contains(r.stderr.String(), "respawn cancelled") {
+		t.Fatalf("stderr:\n%s", r.stderr)
+	}
+	for l := range r.lines {
+		t.Fatalf("the service ran again after the stop: %q", l)
+	}
+}
+
+// waitStderr waits for upshim to write s on stderr.
+func waitStderr(t *testing.T, r *running, s string) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !strings.Contains(r.stderr.String(), s) {
+		if time.Now().After(end) {
+			t.Fatalf("stderr lacks %q after %s:\n%s", s, deadline, r.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The respawn delay is respected: runs are spaced at least by the delay,
+// which doubles up to the maximum. Only lower bounds are checked; how fast
+// upshim respawns is a benchmark's business.
+func TestRespawnDelaySpacing(t *testing.T) {
+	runs := t.TempDir() + "/runs"
+	r := startShim(t, "--respawn-limit", "10/60", "--respawn-delay", "100ms", "--respawn-delay-max", "400ms",
+		"--normal-exit", "0", "--", "sh", "-c", `echo run >> `+runs+`; echo run; [ $(wc -l < `+runs+`) -ge 5 ] && exit 0; exit 1`)
+	var at []time.Time
+	for range 5 {
+		r.expect("run")
+		at = append(at, time.Now())
+	}
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond}
+	for i, min := range want {
+		if gap := at[i+1].Sub(at[i]); gap < min {
+			t.Errorf("run %d came %s after run %d, before the %s delay", i+2, gap, i+1, min)
+		}
+	}
+}
+
+// A second TERM during a stop kills at once rather than at the timeout.
+func TestSecondStopKillsNow(t *testing.T) {
+	r := startShim(t, "-v", "--kill-timeout", "60s", "--", "sh", "-c", `trap "" TERM INT; echo ready; while :; do sleep 0.05; done`)
+	r.expect("ready")
+	r.signal(syscall.SIGTERM)
+	waitStderr(t, r, "got TERM; stopping")
+	r.signal(syscall.SIGINT)
+	if code := r.wait(); code != 137 {
+		t.Fatalf("exit status %d, want 137", code)
+	}
+	if !strings.Contains(r.stderr.String(), "got INT again; killing everything now") {
+		t.Fatalf("stderr:\n%s", r.stderr)
+	}
+	r.assertNothingLeft()
+}
+
+// SIGINT stops like SIGTERM.
+func TestStopOnINT(t *testing.T) {
+	r := startShim(t, "--", "sigrecord")
+	r.line()
+	r.signal(syscall.SIGINT)
+	r.expect("TERM")
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+}
+
+// The service starts with the signal mask upshim inherited, and with
+// SIGINT and SIGHUP still ignored when upshim inherited them ignored.
+func TestSignalMaskInherited(t *testing.T) {
+	cmd := exec.Command("sh", "-c", `trap "" INT HUP; exec withmask "$0" -- grep -E "^Sig(Blk|Ign)" /proc/self/status`,
+		upshimBinary(t))
+	r := startShimCmd(t, cmd)
+	masks := map[string]uint64{}
+	for range 2 {
+		name, hex, _ := strings.Cut(r.line(), ":")
+		v, err := strconv.ParseUint(strings.TrimSpace(hex), 16, 64)
+		if err != nil {
+			t.Fatalf("service reported %s:%s", name, hex)
+		}
+		masks[name] = v
+	}
+	r.wait()
+	has := func(mask uint64, sig syscall.Signal) bool { return mask&(1<<(uint(sig)-1)) != 0 }
+	for _, sig := range []syscall.Signal{syscall.SIGUSR2, syscall.SIGWINCH} {
+		if !has(masks["SigBlk"], sig) {
+			t.Errorf("the service does not block %s, which upshim inherited blocked (SigBlk %x)", signalName(sig), masks["SigBlk"])
+		}
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGHUP} {
+		if !has(masks["SigIgn"], sig) {
+			t.Errorf("the service does not ignore %s, which upshim inherited ignored (SigIgn %x)", signalName(sig), masks["SigIgn"])
+		}
+	}
+}
+
+// startAsPID1 runs upshim as PID 1 of a new PID namespace, as a container
+// runtime would, and returns the run (of unshare) and upshim's pid as the
+// host sees it.
+func startAsPID1(t *testing.T, args ...string) (*running, int) {
+	t.Helper()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		skipOrFail(t, "unshare (util-linux) not installed")
+	}
+	ns := []string{"--pid", "--fork", "--mount-proc", "--kill-child"}
+	if os.Geteuid() != 0 {
+		ns = append([]string{"--user", "--map-root-user"}, ns...)
+	}
+	if out, err := exec.Command(unshare, append(ns, "true")...).CombinedOutput(); err != nil {
+		skipOrFail(t, "cannot create a PID namespace here: %v %s", err, out)
+	}
+	cmd := exec.Command(unshare, append(append(ns, upshimBinary(t)), args...)...)
+	r := startShimCmd(t, cmd)
+	end := time.Now().Add(deadline)
+	for {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+		if f := strings.Fields(string(b)); len(f) == 1 {
+			pid, _ := strconv.Atoi(f[0])
+			if processName(pid) == "upshim" {
+				return r, pid
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatalf("upshim did not start under unshare")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// As PID 1 of a namespace upshim reaps every orphan and stops on TERM and
+// INT, which a PID 1 gets only for the signals it handles.
+func TestPID1(t *testing.T) {
+	script := `i=0; while [ $i -lt 200 ]; do (sh -c 'exit 0' &); i=$((i+1)); done
+setsid sleep 300 &
+n=0; while ps -eo stat= | grep -q '^Z'; do
+	n=$((n+1)); [ $n -gt 400 ] && { echo zombies-remain; ps -eo pid,stat,comm; exit 1; }; sleep 0.05
+done
+echo "nozombies pid=$$ parent=$PPID"
+exec sigrecord`
+	for _, stop := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(signalName(stop), func(t *testing.T) {
+			r, pid := startAsPID1(t, "--kill-timeout", "300ms", "--", "sh", "-c", script)
+			if got := r.line(); !strings.HasPrefix(got, "nozombies") || !strings.HasSuffix(got, "parent=1") {
+				t.Fatalf("service says %q", got)
+			}
+			r.line() // sigrecord is ready
+			syscall.Kill(pid, stop)
+			r.expect("TERM")
+			if code := r.wait(); code != 0 {
+				t.Fatalf("exit status %d, want the service's 0; stderr:\n%s", code, r.stderr)
+			}
+			r.assertNothingLeft()
+		})
+	}
+}
