@@ -584,3 +584,20 @@ exec sigrecord`
 		})
 	}
 }
+
+// A stop during the respawn delay also stops what the ended run left
+// behind, which no stop signal has reached yet.
+func TestStopDuringDelayStopsLeftovers(t *testing.T) {
+	r := startShim(t, "--respawn", "--respawn-delay", "30s", "--kill-timeout", "20s", "--", "sh", "-c",
+		`setsid sleep 300 & echo ran; exit 3`)
+	r.expect("ran")
+	waitStderr(t, r, "respawning in 30s")
+	r.signal(syscall.SIGTERM)
+	if code := r.wait(); code != 3 {
+		t.Fatalf("exit status %d, want 3; stderr:\n%s", code, r.stderr)
+	}
+	if !strings.Contains(r.stderr.String(), "left 1 process behind; sent TERM") {
+		t.Fatalf("stderr:\n%s", r.stderr)
+	}
+	r.assertNothingLeft()
+}

@@ -99,7 +99,6 @@ type Supervisor struct {
 
 	chld  chan os.Signal
 	sigs  chan os.Signal
-	exits []exit
 	msg   []byte
 }
 
@@ -188,16 +187,17 @@ func (s *Supervisor) startMain() {
 }
 
 // collect reaps every child that has ended and hands each to onExit. In
-// the last stages of a stop it also notices that nothing is left.
+// the last stages of a stop it also notices that nothing is left. Each call
+// reaps into a slice of its own: handling one exit may collect again.
 func (s *Supervisor) collect() {
-	var none bool
-	s.exits, none = reap(s.exits[:0])
-	for _, e := range s.exits {
+	exits, none := reap(nil)
+	for _, e := range exits {
 		s.onExit(e)
 	}
 	switch s.state {
 	case stateStopping, stateDraining:
 		if none && s.main == 0 {
+			s.disarm()
 			s.state = stateDone
 		} else if s.killed {
 			// A process forked while SIGKILL went round may have escaped
@@ -309,32 +309,25 @@ func after(d time.Duration) string {
 }
 
 // finish ends the service with upshim exit status code. What the service
-// left behind is given the kill signal (unless a stop already sent it) and
-// SIGKILL at the deadline; Run returns once nothing is left.
-func (s *Supervisor) finish(code int, stopping bool) {
+// left behind is given the kill signal (unless signalled says a stop
+// already sent it) and SIGKILL at the deadline; Run returns once nothing
+// is left.
+func (s *Supervisor) finish(code int, signalled bool) {
 	s.code = code
 	s.state = stateDraining
-	var none bool
-	s.exits, none = reap(s.exits[:0])
-	for _, e := range s.exits {
-		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
+	if s.collect(); s.state == stateDone || s.purpose == timerKill || s.purpose == timerSweep {
+		return // nothing left, or a deadline already stands
 	}
-	if none {
-		s.disarm()
-		s.state = stateDone
-		return
+	if !signalled {
+		sig := syscall.Signal(s.cfg.KillSignal)
+		n := signalDescendants(sig, s.lastPgrp)
+		signalDescendants(unix.SIGCONT, s.lastPgrp)
+		left := "processes"
+		if n >= 0 {
+			left = plural(n, "process", "processes")
+		}
+		s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", left, SignalName(sig), s.cfg.KillTimeout)
 	}
-	if stopping || s.purpose == timerKill {
-		return // the stop's deadline stands
-	}
-	sig := syscall.Signal(s.cfg.KillSignal)
-	n := signalDescendants(sig, s.lastPgrp)
-	signalDescendants(unix.SIGCONT, s.lastPgrp)
-	left := "processes"
-	if n >= 0 {
-		left = plural(n, "process", "processes")
-	}
-	s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", left, SignalName(sig), s.cfg.KillTimeout)
 	s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
 }
 
@@ -400,7 +393,7 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 	case stateBackoff:
 		s.disarm()
 		s.logf(levelInfo, "got %s; respawn cancelled", SignalName(sig))
-		s.finish(exitCode(s.last), true)
+		s.finish(exitCode(s.last), false)
 	case stateRunning:
 		kill := syscall.Signal(s.cfg.KillSignal)
 		s.logf(levelDebug, "got %s; stopping main process (%d) with %s", SignalName(sig), s.main, SignalName(kill))
