@@ -32,7 +32,7 @@ var (
 // Exit statuses of upshim itself; every other status is the service's.
 const (
 	exitOK    = 0
-	exitUsage = 2
+	exitUsage = shim.ExitUsage
 )
 
 const usageHead = `Usage:
@@ -57,6 +57,9 @@ Exit status:
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == shim.SetupArg {
+		os.Exit(shim.RunSetupHelper(os.Args[2:]))
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -86,8 +89,21 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	cfg.KillTimeout = shim.DefaultKillTimeout
 	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
 	var verbose, quiet, help, showVersion bool
+	var umask shim.Umask
+	var nice, oomScoreAdj int
+	su := &cfg.Setup
 
 	fs.StringVar(&cfg.Name, "name", "", "service `NAME` in messages (default: base name of COMMAND)")
+	fs.StringVarP(&su.Dir, "chdir", "C", "", "working directory `DIR` of the service (default: upshim's)")
+	fs.VarP(&su.Env, "env", "e", "set a variable in the service's environment; repeatable")
+	fs.StringArrayVar(&su.EnvFiles, "env-file", nil, "read NAME=VALUE lines from `FILE` (# comments, export prefix, quotes); repeatable")
+	fs.BoolVar(&su.ClearEnv, "clear-env", false, "start from PATH and TERM only, then apply --env-file and --env")
+	fs.StringVarP(&su.User, "user", "u", "", "run as `USER`, with its groups; sets HOME, USER and LOGNAME")
+	fs.StringVarP(&su.Group, "group", "g", "", "run with `GROUP` as primary group")
+	fs.Var(&umask, "umask", "file mode creation mask, octal (default: upshim's)")
+	fs.IntVar(&nice, "nice", 0, "scheduling priority `N`, -20 (highest) to 19 (default: upshim's)")
+	fs.IntVar(&oomScoreAdj, "oom-score-adj", 0, "OOM killer score adjustment `N`, -1000 to 1000 (default: upshim's)")
+	fs.Var(&su.Limits, "limit", "resource limit (core cpu data fsize memlock msgqueue nice nofile nproc rss rtprio sigpending stack as); SOFT and HARD take a number or unlimited; repeatable")
 	fs.BoolVar(&cfg.Respawn, "respawn", false, "restart the service when it ends without being asked to (exit 0 too, unless --normal-exit or --task)")
 	fs.Var(&cfg.RespawnLimit, "respawn-limit", "give up after COUNT+1 failures within INTERVAL of the first; \"unlimited\" or 0 never gives up; implies --respawn")
 	fs.Var(&cfg.RespawnDelay, "respawn-delay", "wait this long before each respawn")
@@ -125,6 +141,21 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 		cfg.Verbosity = 1
 	case quiet:
 		cfg.Verbosity = -1
+	}
+	if fs.Changed("umask") {
+		su.Umask = &umask
+	}
+	if fs.Changed("nice") {
+		if nice < -20 || nice > 19 {
+			return cfg, false, fmt.Errorf("--nice %d: want -20 to 19", nice)
+		}
+		su.Nice = &nice
+	}
+	if fs.Changed("oom-score-adj") {
+		if oomScoreAdj < -1000 || oomScoreAdj > 1000 {
+			return cfg, false, fmt.Errorf("--oom-score-adj %d: want -1000 to 1000", oomScoreAdj)
+		}
+		su.OOMScoreAdj = &oomScoreAdj
 	}
 	if fs.Changed("respawn-limit") {
 		cfg.Respawn = true
@@ -186,7 +217,7 @@ func flagUsages(fs *pflag.FlagSet) string {
 		if f.Value.Type() != "bool" {
 			name += " " + placeholder
 		}
-		if f.Value.Type() != "bool" && f.DefValue != "" && f.DefValue != "0s" && f.DefValue != "[]" {
+		if f.Value.Type() != "bool" && f.DefValue != "" && f.DefValue != "0s" && f.DefValue != "[]" && f.DefValue != "0" && f.DefValue != "0000" {
 			usage += " (default " + f.DefValue + ")"
 		}
 		b.WriteString(name)

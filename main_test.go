@@ -94,6 +94,19 @@ func TestScript(t *testing.T) {
 			env.Setenv("README", readme)
 			return err
 		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "root":
+				if os.Geteuid() != 0 {
+					if requireAll() {
+						return false, fmt.Errorf("UPSHIM_REQUIRE_ALL=1 but not running as root")
+					}
+					return false, nil
+				}
+				return true, ensureTestUser()
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"exits":    cmdExits,
 			"waitfile": cmdWaitfile,
@@ -101,6 +114,23 @@ func TestScript(t *testing.T) {
 			"lines":    cmdLines,
 		},
 	})
+}
+
+// ensureTestUser creates, once, the user upshimtest with the extra
+// supplementary group upshimextra, which the credential tests switch to.
+func ensureTestUser() error {
+	if exec.Command("id", "upshimtest").Run() == nil {
+		return nil
+	}
+	for _, args := range [][]string{
+		{"groupadd", "-f", "upshimextra"},
+		{"useradd", "-M", "-d", "/home/upshimtest", "-s", "/bin/sh", "-U", "-G", "upshimextra", "upshimtest"},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // cmdExits runs a program and checks its exact exit status, which `exec`

@@ -20,6 +20,10 @@ type Config struct {
 	// has no slash. It must not be empty.
 	Command []string
 
+	// Setup is the service's process setup: directory, environment,
+	// credentials, umask, nice, OOM score and limits.
+	Setup Setup
+
 	// Respawn restarts the service when it ends without being asked to.
 	Respawn bool
 	// RespawnLimit gives up respawning after Count+1 failures within

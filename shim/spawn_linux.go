@@ -20,7 +20,7 @@ func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
 		return name, nil
 	}
-	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	path := defaultPath
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
 			path = v
@@ -39,20 +39,29 @@ func lookPath(name string, env []string) (string, error) {
 	return "", errNotFound
 }
 
-// spawn starts argv in a process group of its own and returns its pid. It
-// never waits: the child's exit reaches the supervisor through reap. When
-// foreground is set, the child takes stdin's terminal in its own process
-// group before exec, so that Ctrl-C and job control reach it.
+// spawn starts argv in a process group of its own, with the service's
+// setup, and returns its pid. It never waits: the child's exit reaches the
+// supervisor through reap. When foreground is set, the child takes stdin's
+// terminal in its own process group before exec, so that Ctrl-C and job
+// control reach it.
 //
 // The child starts with the signal mask upshim inherited (the Go runtime
 // restores it after fork) and with default actions for the signals upshim
-// catches.
-func spawn(path string, argv, env []string, foreground bool) (int, error) {
+// catches. Settings that only a process can make for itself go through the
+// setup helper (see SetupArg), which is upshim again.
+func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bool) (int, error) {
 	attr := &syscall.ProcAttr{
-		Env:   env,
+		Env:   setup.env,
 		Files: []uintptr{0, 1, 2},
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Foreground: foreground, Ctty: 0},
 	}
+	if setup.needsHelper() {
+		// /proc/self/exe in the child is upshim, even if an upgrade has
+		// replaced the file since upshim started.
+		return syscall.ForkExec("/proc/self/exe", setup.helperArgv(name, path, argv), attr)
+	}
+	attr.Dir = setup.dir
+	attr.Sys.Credential = setup.cred
 	return syscall.ForkExec(path, argv, attr)
 }
 
@@ -81,7 +90,7 @@ func terminalOwnedBy(pgrp int) bool {
 	return err == nil && fg == pgrp
 }
 
-// serviceEnv is the environment the service starts with: upshim's own,
+// serviceEnv is the base environment the service starts with: upshim's own,
 // without NOTIFY_SOCKET, which belongs to whatever runs upshim.
 func serviceEnv() []string {
 	env := os.Environ()

@@ -67,12 +67,15 @@ const sweepInterval = 200 * time.Millisecond
 // caughtSignals.
 const lateSignalsAfter = 5 * time.Millisecond
 
+// ExitUsage is upshim's exit status for a usage or configuration error.
+const ExitUsage = 2
+
 // Supervisor runs one service. Create it with New and call Run once.
 type Supervisor struct {
 	cfg    Config
 	stderr io.Writer
-	path   string   // resolved Command[0]
-	env    []string // the service's environment
+	path   string         // resolved Command[0]
+	setup  *resolvedSetup // the service's environment, credentials, limits…
 
 	state     state
 	main      int // pid of the main process, 0 when none
@@ -136,10 +139,15 @@ func (s *Supervisor) Run() int {
 			s.logf(levelWarn, "warning: cannot become a subreaper (%v): orphans will not be reaped or stopped", err)
 		}
 	}
-	s.env = serviceEnv()
+	setup, err := s.cfg.Setup.resolve()
+	if err != nil {
+		fmt.Fprintf(s.stderr, "upshim: %v\n", err)
+		return ExitUsage
+	}
+	s.setup = setup
 	s.foreground = terminalForeground()
 
-	path, err := lookPath(s.cfg.Command[0], s.env)
+	path, err := lookPath(s.cfg.Command[0], s.setup.env)
 	if err != nil {
 		s.logf(levelError, "%s: %v", s.cfg.Command[0], err)
 		return spawnFailureCode(err)
@@ -175,7 +183,7 @@ func (s *Supervisor) Run() int {
 // respawn: upstart did not respawn a job whose exec failed either.
 func (s *Supervisor) startMain() {
 	fg := s.foreground && (!s.ranOnce || terminalForeground() || terminalOwnedBy(s.lastPgrp))
-	pid, err := spawn(s.path, s.cfg.Command, s.env, fg)
+	pid, err := spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
 	if err != nil {
 		s.logf(levelError, "%s: cannot execute: %v", s.cfg.Command[0], err)
 		s.finish(spawnFailureCode(err), false)
