@@ -100,9 +100,9 @@ type Supervisor struct {
 	timerC  <-chan time.Time
 	purpose timerPurpose
 
-	chld  chan os.Signal
-	sigs  chan os.Signal
-	msg   []byte
+	chld chan os.Signal
+	sigs chan os.Signal
+	msg  []byte
 }
 
 // New returns a supervisor for cfg, which must have passed Validate.
