@@ -52,8 +52,9 @@ Flags:
 const usageTail = `
 Exit status:
   the service's exit code, or 128+N when signal N killed it; after giving up
-  on respawns, that last status (1 if it was 0); 2 for a usage error; 127 when
-  COMMAND is not found; 126 when it cannot be executed.
+  on respawns, that last status (1 if it was 0); the pre-start hook's status
+  when it failed; 2 for a usage error; 127 when COMMAND is not found; 126
+  when it cannot be executed.
 `
 
 func main() {
@@ -87,6 +88,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 
 	cfg.RespawnLimit = shim.DefaultRespawnLimit
 	cfg.KillTimeout = shim.DefaultKillTimeout
+	cfg.HookTimeout = shim.DefaultHookTimeout
 	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
 	var verbose, quiet, help, showVersion bool
 	var umask shim.Umask
@@ -104,6 +106,11 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.IntVar(&nice, "nice", 0, "scheduling priority `N`, -20 (highest) to 19 (default: upshim's)")
 	fs.IntVar(&oomScoreAdj, "oom-score-adj", 0, "OOM killer score adjustment `N`, -1000 to 1000 (default: upshim's)")
 	fs.Var(&su.Limits, "limit", "resource limit (core cpu data fsize memlock msgqueue nice nofile nproc rss rtprio sigpending stack as); SOFT and HARD take a number or unlimited; repeatable")
+	fs.StringVar(&cfg.Hooks[shim.PreStart], "pre-start", "", "run `CMD` with /bin/sh -e -c before every start; failure: the service does not run")
+	fs.StringVar(&cfg.Hooks[shim.PostStart], "post-start", "", "run `CMD` once the service is ready; failure is logged")
+	fs.StringVar(&cfg.Hooks[shim.PreStop], "pre-stop", "", "run `CMD` on a requested stop, before the kill signal")
+	fs.StringVar(&cfg.Hooks[shim.PostStop], "post-stop", "", "run `CMD` after every run, with SERVICE_RESULT, EXIT_CODE, EXIT_STATUS and UPSHIM_RESPAWNS set")
+	fs.Var(&cfg.HookTimeout, "hook-timeout", "kill a hook still running after this; it counts as failed; 0 never")
 	fs.BoolVar(&cfg.Respawn, "respawn", false, "restart the service when it ends without being asked to (exit 0 too, unless --normal-exit or --task)")
 	fs.Var(&cfg.RespawnLimit, "respawn-limit", "give up after COUNT+1 failures within INTERVAL of the first; \"unlimited\" or 0 never gives up; implies --respawn")
 	fs.Var(&cfg.RespawnDelay, "respawn-delay", "wait this long before each respawn")
@@ -124,6 +131,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	// Defaults are stated in the help as the contract states them.
 	fs.Lookup("respawn-limit").DefValue = shim.DefaultRespawnLimit.String()
 	fs.Lookup("kill-timeout").DefValue = shim.DefaultKillTimeout.String()
+	fs.Lookup("hook-timeout").DefValue = shim.DefaultHookTimeout.String()
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, flagError(err)

@@ -24,6 +24,12 @@ type Config struct {
 	// credentials, umask, nice, OOM score and limits.
 	Setup Setup
 
+	// Hooks holds the four hooks' shell commands, by HookKind; empty ones
+	// do not run.
+	Hooks [4]string
+	// HookTimeout kills a hook still running after it; zero means never.
+	HookTimeout Duration
+
 	// Respawn restarts the service when it ends without being asked to.
 	Respawn bool
 	// RespawnLimit gives up respawning after Count+1 failures within

@@ -28,13 +28,19 @@ import (
 type state int
 
 const (
-	// stateRunning: the main process is alive.
-	stateRunning state = iota
+	// statePreStart: the pre-start hook runs; the main process does not.
+	statePreStart state = iota
+	// stateRunning: the main process is alive (post-start may run too).
+	stateRunning
 	// stateBackoff: the main process ended and a respawn waits for its delay.
 	stateBackoff
+	// statePreStop: a stop was requested; the pre-stop hook runs.
+	statePreStop
 	// stateStopping: a stop was requested and the kill signal sent; waiting
 	// for the main process, with SIGKILL for everything at the deadline.
 	stateStopping
+	// statePostStop: the main process is gone; the post-stop hook runs.
+	statePostStop
 	// stateDraining: the service is over for good; waiting for what it left
 	// behind to go, with SIGKILL for everything at the deadline.
 	stateDraining
@@ -42,7 +48,7 @@ const (
 	stateDone
 )
 
-var stateNames = [...]string{"running", "backoff", "stopping", "draining", "done"}
+var stateNames = [...]string{"pre-start", "running", "backoff", "pre-stop", "stopping", "post-stop", "draining", "done"}
 
 // String names the state for messages and status.
 func (st state) String() string { return stateNames[st] }
@@ -90,6 +96,7 @@ type Supervisor struct {
 
 	stopRequested bool
 	killed        bool // SIGKILL has been sent to everything
+	killHooks     bool // ...hooks included: a second stop request
 
 	foreground bool // the service gets the terminal's foreground
 	lastPgrp   int  // process group of the latest main process
@@ -99,6 +106,12 @@ type Supervisor struct {
 	timer   *time.Timer
 	timerC  <-chan time.Time
 	purpose timerPurpose
+
+	hook      *hookRun // the hook running, if any: one at a time
+	hookTimer *time.Timer
+	hookC     <-chan time.Time
+	deferred  *exit // the main process's end, kept while post-start runs
+	next      next  // what follows post-stop
 
 	chld chan os.Signal
 	sigs chan os.Signal
@@ -153,7 +166,7 @@ func (s *Supervisor) Run() int {
 		return spawnFailureCode(err)
 	}
 	s.path = path
-	s.startMain()
+	s.beginStart()
 
 	// The other relayed signals are registered once the service has had
 	// time to start: each costs a round trip to the runtime's signal
@@ -169,6 +182,8 @@ func (s *Supervisor) Run() int {
 			s.onSignal(sig.(syscall.Signal))
 		case <-s.timerC:
 			s.onTimer()
+		case <-s.hookC:
+			s.onHookTimer()
 		case <-lateC:
 			signal.Notify(s.sigs, later...)
 			lateC = nil
@@ -186,12 +201,17 @@ func (s *Supervisor) startMain() {
 	pid, err := spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
 	if err != nil {
 		s.logf(levelError, "%s: cannot execute: %v", s.cfg.Command[0], err)
-		s.finish(spawnFailureCode(err), false)
+		code := spawnFailureCode(err)
+		s.next = next{code: code}
+		s.runPostStop("exit-code", syscall.WaitStatus(code<<8))
 		return
 	}
 	s.main, s.mainStart, s.ranOnce, s.lastPgrp, s.mainHasTerminal = pid, time.Now(), true, pid, fg
 	s.state = stateRunning
 	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
+	if s.hasHook(PostStart) {
+		s.runHook(PostStart)
+	}
 }
 
 // collect reaps every child that has ended and hands each to onExit. In
@@ -204,13 +224,13 @@ func (s *Supervisor) collect() {
 	}
 	switch s.state {
 	case stateStopping, stateDraining:
-		if none && s.main == 0 {
+		if none && s.main == 0 && s.hook == nil {
 			s.disarm()
 			s.state = stateDone
 		} else if s.killed {
 			// A process forked while SIGKILL went round may have escaped
 			// the first pass; every exit is a chance to catch it.
-			signalDescendants(unix.SIGKILL, s.lastPgrp)
+			signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
 		}
 	}
 }
@@ -221,18 +241,36 @@ func (s *Supervisor) onExit(e exit) {
 		s.onStopped(e)
 		return
 	}
+	if s.hook != nil && e.pid == s.hook.pid {
+		s.onHookExit(e)
+		return
+	}
 	if e.pid != s.main {
 		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
 		return
 	}
 	s.main, s.last = 0, e.status
-	switch s.state {
-	case stateStopping:
-		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(e.status))
-		s.finish(exitCode(e.status), true)
-	case stateRunning:
-		s.mainEnded(e)
+	switch {
+	case s.hook != nil && s.hook.kind == PostStart:
+		s.deferred = &e // the respawn waits for post-start
+		s.logf(levelDebug, "main process (%d) %s; waiting for post-start", e.pid, describeStatus(e.status))
+	case s.hook != nil && s.hook.kind == PreStop:
+		// onHookExit goes on once pre-stop is done.
+	default:
+		s.mainGone(e)
 	}
+}
+
+// mainGone goes on from the end of the main process: to post-stop and
+// then the end, if upshim was asked to stop, or to the respawn decision.
+func (s *Supervisor) mainGone(e exit) {
+	if s.stopRequested {
+		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(e.status))
+		s.next = next{code: exitCode(e.status), signalled: s.state == stateStopping}
+		s.runPostStop(serviceResult(e.status, true), e.status)
+		return
+	}
+	s.mainEnded(e)
 }
 
 // onStopped handles a child that a signal stopped. When the main process
@@ -262,7 +300,8 @@ func (s *Supervisor) mainEnded(e exit) {
 	}
 	if !s.cfg.Respawn || normal {
 		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
-		s.finish(code, false)
+		s.next = next{code: code}
+		s.runPostStop(serviceResult(ws, false), ws)
 		return
 	}
 
@@ -277,18 +316,14 @@ func (s *Supervisor) mainEnded(e exit) {
 		if code == 0 {
 			code = 1
 		}
-		s.finish(code, false)
+		s.next = next{code: code}
+		s.runPostStop("start-limit-hit", ws)
 		return
 	}
-	s.respawns++
 	delay := backoff(time.Duration(s.cfg.RespawnDelay), time.Duration(s.cfg.RespawnDelayMax), s.consecutive)
 	s.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", e.pid, describeStatus(ws), after(delay), s.respawnCount())
-	if delay == 0 {
-		s.startMain()
-		return
-	}
-	s.state = stateBackoff
-	s.arm(timerRespawn, delay)
+	s.next = next{respawn: true, delay: delay, code: code}
+	s.runPostStop(serviceResult(ws, false), ws)
 }
 
 // resetAfter is how long a run must last for the backoff to start again
@@ -303,7 +338,7 @@ func (s *Supervisor) resetAfter() time.Duration {
 // respawnCount formats "3/10 within 5s", or "respawn 3, no limit".
 func (s *Supervisor) respawnCount() string {
 	if s.cfg.RespawnLimit.Unlimited() {
-		return "respawn " + itoa(s.respawns) + ", no limit"
+		return "respawn " + itoa(s.respawns+1) + ", no limit"
 	}
 	return itoa(s.window.count) + "/" + itoa(s.cfg.RespawnLimit.Count) + " within " +
 		s.cfg.RespawnLimit.Interval.String()
@@ -328,8 +363,8 @@ func (s *Supervisor) finish(code int, signalled bool) {
 	}
 	if !signalled {
 		sig := syscall.Signal(s.cfg.KillSignal)
-		n := signalDescendants(sig, s.lastPgrp)
-		signalDescendants(unix.SIGCONT, s.lastPgrp)
+		n := signalDescendants(sig, s.lastPgrp, s.hookPgid())
+		signalDescendants(unix.SIGCONT, s.lastPgrp, s.hookPgid())
 		left := "processes"
 		if n >= 0 {
 			left = plural(n, "process", "processes")
@@ -392,27 +427,44 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 	if s.stopRequested {
 		if !s.killed {
 			s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
+			s.killHooks = true
 			s.killEverything()
 		}
 		return
 	}
 	s.stopRequested = true
+	s.logf(levelDebug, "got %s; stopping (%s)", SignalName(sig), s.state)
 	switch s.state {
 	case stateBackoff:
 		s.disarm()
 		s.logf(levelInfo, "got %s; respawn cancelled", SignalName(sig))
 		s.finish(exitCode(s.last), false)
+	case statePreStart:
+		// The service has not started: stop the hook instead, and do not
+		// let it hang the stop (upstart's worst hang).
+		s.stopHook()
 	case stateRunning:
-		kill := syscall.Signal(s.cfg.KillSignal)
-		s.logf(levelDebug, "got %s; stopping main process (%d) with %s", SignalName(sig), s.main, SignalName(kill))
-		s.state = stateStopping
-		s.signalStop(kill)
-		if kill != unix.SIGKILL && kill != unix.SIGCONT {
-			// A stopped process would hold the kill signal until continued.
-			s.signalStop(unix.SIGCONT)
+		if s.hook != nil {
+			s.stopHook() // post-start; the stop goes on once it has ended
+			return
 		}
-		s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
+		s.beginStop()
 	}
+	// statePreStop, stateStopping, statePostStop, stateDraining: under way.
+}
+
+// sendKill sends the kill signal per --kill-mode and arms the deadline for
+// SIGKILL to everything.
+func (s *Supervisor) sendKill() {
+	kill := syscall.Signal(s.cfg.KillSignal)
+	s.logf(levelDebug, "stopping main process (%d) with %s", s.main, SignalName(kill))
+	s.state = stateStopping
+	s.signalStop(kill)
+	if kill != unix.SIGKILL && kill != unix.SIGCONT {
+		// A stopped process would hold the kill signal until continued.
+		s.signalStop(unix.SIGCONT)
+	}
+	s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
 }
 
 // signalStop sends sig to whom --kill-mode names.
@@ -423,15 +475,24 @@ func (s *Supervisor) signalStop(sig syscall.Signal) {
 	case KillGroup:
 		s.send(sig, true, "stop")
 	case KillAll:
-		signalDescendants(sig, s.lastPgrp)
+		signalDescendants(sig, s.lastPgrp, s.hookPgid())
 	}
+}
+
+// hookPgid is the running hook's process group, which stop signals to
+// "everything" leave alone, or 0. A second stop request kills it too.
+func (s *Supervisor) hookPgid() int {
+	if s.hook == nil || s.killHooks {
+		return 0
+	}
+	return s.hook.pid
 }
 
 // killEverything sends SIGKILL to every descendant and re-checks until the
 // last one is reaped.
 func (s *Supervisor) killEverything() {
 	s.killed = true
-	signalDescendants(unix.SIGKILL, s.lastPgrp)
+	signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
 	s.arm(timerSweep, sweepInterval)
 }
 
@@ -442,17 +503,17 @@ func (s *Supervisor) onTimer() {
 	switch purpose {
 	case timerRespawn:
 		if s.state == stateBackoff {
-			s.startMain()
+			s.beginStart()
 		}
 	case timerKill:
-		if s.state == stateStopping || s.state == stateDraining {
+		if s.state == stateStopping || s.state == stateDraining || s.state == statePostStop {
 			s.logf(levelInfo, "still running after %s; sending SIGKILL", s.cfg.KillTimeout)
 			s.killEverything()
 		}
 	case timerSweep:
 		s.collect()
 		if s.state != stateDone {
-			signalDescendants(unix.SIGKILL, s.lastPgrp)
+			signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
 			s.arm(timerSweep, sweepInterval)
 		}
 	}

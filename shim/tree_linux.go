@@ -58,25 +58,30 @@ func childrenOf(pid int) []int {
 	return kids
 }
 
-// signalDescendants sends sig to every process below upshim and returns
-// how many it signalled, or -1 when it cannot tell. As PID 1 of a
-// namespace, kill(-1) reaches exactly those processes, whatever /proc
-// shows. Where neither works, it falls back to the process group pgid (the
-// main process's), which is all upshim can still name.
-func signalDescendants(sig syscall.Signal, pgid int) int {
-	if os.Getpid() == 1 {
-		unix.Kill(-1, sig)
-		return -1
-	}
+// signalDescendants sends sig to every process below upshim, except those
+// in process group spare (a hook that must be allowed to finish; 0 spares
+// none), and returns how many it signalled, or -1 when it cannot tell.
+// Where /proc cannot list them, upshim as PID 1 of a namespace uses
+// kill(-1), which reaches all of them (spare included); otherwise it falls
+// back to the process group pgid (the main process's), which is all
+// upshim can still name.
+func signalDescendants(sig syscall.Signal, pgid, spare int) int {
 	pids, ok := descendants()
 	if !ok {
-		if pgid > 0 {
+		if os.Getpid() == 1 {
+			unix.Kill(-1, sig)
+		} else if pgid > 0 {
 			unix.Kill(-pgid, sig)
 		}
 		return -1
 	}
 	n := 0
 	for _, pid := range pids {
+		if spare != 0 {
+			if g, err := unix.Getpgid(pid); err == nil && g == spare {
+				continue
+			}
+		}
 		if unix.Kill(pid, sig) == nil {
 			n++
 		}
