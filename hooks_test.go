@@ -121,3 +121,28 @@ func TestPostStopCoreDump(t *testing.T) {
 		t.Fatalf("post-stop saw %q, want %q (a plain parent saw core dumped: %v)", got, want, dumps)
 	}
 }
+
+// Across a requested stop, the hooks run in upstart's order, recorded in an
+// append-only file.
+func TestHookOrderOnStop(t *testing.T) {
+	log := t.TempDir() + "/hooks.log"
+	hook := func(name string) string { return `echo ` + name + ` >> ` + log }
+	r := startShim(t, "--pre-start", hook("pre-start"), "--post-start", hook("post-start")+`; echo post-start-done`,
+		"--pre-stop", hook("pre-stop"), "--post-stop", hook("post-stop $SERVICE_RESULT"),
+		"--", "sh", "-c", hook("main")+`; echo main-ready; exec sigrecord`)
+	for seen := map[string]bool{}; !seen["post-start-done"] || !seen["ready"]; {
+		seen[strings.Fields(r.line())[0]] = true
+	}
+	r.signal(syscall.SIGTERM)
+	r.expect("TERM")
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
+	}
+	b, _ := os.ReadFile(log)
+	got := strings.Fields(strings.ReplaceAll(string(b), "\n", " | "))
+	want := "pre-start | main | post-start | pre-stop | post-stop success |"
+	alt := "pre-start | post-start | main | pre-stop | post-stop success |" // post-start runs alongside main
+	if g := strings.Join(got, " "); g != want && g != alt {
+		t.Fatalf("hooks ran in the order %q, want %q", g, want)
+	}
+}
