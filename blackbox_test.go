@@ -385,17 +385,10 @@ func TestOrphansReaped(t *testing.T) {
 	r.expect("ready")
 	r.line() // sigrecord ready
 	pid := r.cmd.Process.Pid
-	end := time.Now().Add(deadline)
-	for {
+	eventually(t, func() (bool, string) {
 		z := zombiesOf(pid)
-		if z == 0 {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("%d zombies still under upshim after %s", z, deadline)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return z == 0, fmt.Sprintf("%d zombies still under upshim", z)
+	})
 	r.signal(syscall.SIGUSR1)
 	r.expect("USR1")
 	r.signal(syscall.SIGTERM)
@@ -409,8 +402,7 @@ func zombiesOf(pid int) int {
 	for _, task := range tasks {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
 		for _, child := range strings.Fields(string(b)) {
-			stat, _ := os.ReadFile("/proc/" + child + "/stat")
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			if procState(child) == 'Z' {
 				n++
 			}
 		}
@@ -438,13 +430,36 @@ func TestStopDuringRespawnDelay(t *testing.T) {
 // waitStderr waits for upshim to write s on stderr.
 func waitStderr(t *testing.T, r *running, s string) {
 	t.Helper()
+	eventually(t, func() (bool, string) {
+		return strings.Contains(r.stderr.String(), s), fmt.Sprintf("stderr lacks %q:\n%s", s, r.stderr)
+	})
+}
+
+// eventually polls cond until it holds, and fails the test with cond's
+// message if it does not within the deadline. It is for states that no
+// file, pipe or socket announces (a zombie gone, a process stopped).
+func eventually(t testing.TB, cond func() (ok bool, why string)) {
+	t.Helper()
 	end := time.Now().Add(deadline)
-	for !strings.Contains(r.stderr.String(), s) {
+	for {
+		ok, why := cond()
+		if ok {
+			return
+		}
 		if time.Now().After(end) {
-			t.Fatalf("stderr lacks %q after %s:\n%s", s, deadline, r.stderr)
+			t.Fatalf("after %s: %s", deadline, why)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// procState is the state letter of process pid (R, S, T, Z…), or 0.
+func procState(pid string) byte {
+	stat, _ := os.ReadFile("/proc/" + pid + "/stat")
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 {
+		return stat[i+2]
+	}
+	return 0
 }
 
 // The respawn delay is respected: runs are spaced at least by the delay,
@@ -544,20 +559,15 @@ func startAsPID1(t *testing.T, args ...string) (*running, int) {
 	}
 	cmd := exec.Command(unshare, append(append(ns, upshimBinary(t)), args...)...)
 	r := startShimCmd(t, cmd)
-	end := time.Now().Add(deadline)
-	for {
+	var pid int
+	eventually(t, func() (bool, string) {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
 		if f := strings.Fields(string(b)); len(f) == 1 {
-			pid, _ := strconv.Atoi(f[0])
-			if processName(pid) == "upshim" {
-				return r, pid
-			}
+			pid, _ = strconv.Atoi(f[0])
 		}
-		if time.Now().After(end) {
-			t.Fatalf("upshim did not start under unshare")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return processName(pid) == "upshim", "upshim did not start under unshare"
+	})
+	return r, pid
 }
 
 // As PID 1 of a namespace upshim reaps every orphan and stops on TERM and

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,13 +78,9 @@ func startInTerminal(t *testing.T, args ...string) (*pty, *exec.Cmd) {
 // waitFor waits until the terminal has shown s.
 func (p *pty) waitFor(s string) {
 	p.t.Helper()
-	end := time.Now().Add(deadline)
-	for !strings.Contains(p.output(), s) {
-		if time.Now().After(end) {
-			p.t.Fatalf("terminal never showed %q; it shows:\n%s", s, p.output())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(p.t, func() (bool, string) {
+		return strings.Contains(p.output(), s), fmt.Sprintf("terminal never showed %q; it shows:\n%s", s, p.output())
+	})
 }
 
 func (p *pty) output() string {
@@ -149,17 +146,10 @@ func TestTerminalCtrlC(t *testing.T) {
 func waitForeground(t *testing.T, p *pty) {
 	t.Helper()
 	// TIOCGPGRP on the master reports the slave's foreground group.
-	end := time.Now().Add(deadline)
-	for {
+	eventually(t, func() (bool, string) {
 		fg, err := unix.IoctlGetInt(int(p.master.Fd()), unix.TIOCGPGRP)
-		if err == nil && fg > 0 && processName(fg) != "upshim" {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the service never took the terminal's foreground")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err == nil && fg > 0 && processName(fg) != "upshim", "the service never took the terminal's foreground"
+	})
 }
 
 func processName(pid int) string {
@@ -228,15 +218,8 @@ func TestTerminalCtrlZ(t *testing.T) {
 // waitState waits until process pid is in state (T stopped, S sleeping).
 func waitState(t *testing.T, pid int, state byte) {
 	t.Helper()
-	end := time.Now().Add(deadline)
-	for {
-		stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == state {
-			return
-		}
-		if time.Now().After(end) {
-			t.Fatalf("process %d never reached state %c: %s", pid, state, stat)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	eventually(t, func() (bool, string) {
+		got := procState(strconv.Itoa(pid))
+		return got == state, fmt.Sprintf("process %d is in state %c, not %c", pid, got, state)
+	})
 }
