@@ -89,6 +89,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	cfg.RespawnLimit = shim.DefaultRespawnLimit
 	cfg.KillTimeout = shim.DefaultKillTimeout
 	cfg.HookTimeout = shim.DefaultHookTimeout
+	cfg.StartTimeout = shim.DefaultStartTimeout
 	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
 	var verbose, quiet, help, showVersion bool
 	var umask shim.Umask
@@ -111,6 +112,10 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.StringVar(&cfg.Hooks[shim.PreStop], "pre-stop", "", "run `CMD` on a requested stop, before the kill signal")
 	fs.StringVar(&cfg.Hooks[shim.PostStop], "post-stop", "", "run `CMD` after every run, with SERVICE_RESULT, EXIT_CODE, EXIT_STATUS and UPSHIM_RESPAWNS set")
 	fs.Var(&cfg.HookTimeout, "hook-timeout", "kill a hook still running after this; it counts as failed; 0 never")
+	fs.Var(&cfg.Expect, "expect", "how the service is found and known ready: \"none\" (exec), \"fork\" or \"daemon\" (the launcher exits 0, leaving the service), \"stop\" (it stops itself with SIGSTOP), \"notify\" (READY=1 on NOTIFY_SOCKET)")
+	fs.StringVar(&cfg.PidFile, "pidfile", "", "with --expect fork or daemon: read the main pid from `FILE` (retried briefly); it must be upshim's child")
+	fs.Var(&cfg.StartTimeout, "start-timeout", "not ready by then: a failed start; the tree is killed and the respawn policy applies; 0 never")
+	fs.IntVar(&cfg.ReadyFD, "ready-fd", -1, "write a newline to descriptor `N` and close it when the service is first ready")
 	fs.BoolVar(&cfg.Respawn, "respawn", false, "restart the service when it ends without being asked to (exit 0 too, unless --normal-exit or --task)")
 	fs.Var(&cfg.RespawnLimit, "respawn-limit", "give up after COUNT+1 failures within INTERVAL of the first; \"unlimited\" or 0 never gives up; implies --respawn")
 	fs.Var(&cfg.RespawnDelay, "respawn-delay", "wait this long before each respawn")
@@ -132,6 +137,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Lookup("respawn-limit").DefValue = shim.DefaultRespawnLimit.String()
 	fs.Lookup("kill-timeout").DefValue = shim.DefaultKillTimeout.String()
 	fs.Lookup("hook-timeout").DefValue = shim.DefaultHookTimeout.String()
+	fs.Lookup("start-timeout").DefValue = shim.DefaultStartTimeout.String()
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, flagError(err)
@@ -225,7 +231,7 @@ func flagUsages(fs *pflag.FlagSet) string {
 		if f.Value.Type() != "bool" {
 			name += " " + placeholder
 		}
-		if f.Value.Type() != "bool" && f.DefValue != "" && f.DefValue != "0s" && f.DefValue != "[]" && f.DefValue != "0" && f.DefValue != "0000" {
+		if f.Value.Type() != "bool" && f.DefValue != "" && f.DefValue != "0s" && f.DefValue != "[]" && f.DefValue != "0" && f.DefValue != "0000" && f.DefValue != "-1" {
 			usage += " (default " + f.DefValue + ")"
 		}
 		b.WriteString(name)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,6 +30,7 @@ func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
 		"sigrecord": sigrecordMain,
 		"withmask":  withmaskMain,
+		"sdnotify":  sdnotifyMain,
 	})
 }
 
@@ -250,4 +252,21 @@ func withmaskMain() {
 	err := syscall.Exec(os.Args[1], os.Args[1:], os.Environ())
 	fmt.Fprintln(os.Stderr, "withmask:", err)
 	os.Exit(1)
+}
+
+// sdnotifyMain sends its arguments, one message each, to $NOTIFY_SOCKET,
+// as systemd-notify would: sdnotify READY=1.
+func sdnotifyMain() {
+	addr := &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"}
+	conn, err := net.DialUnix("unixgram", nil, addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sdnotify:", err)
+		os.Exit(1)
+	}
+	for _, msg := range os.Args[1:] {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			fmt.Fprintln(os.Stderr, "sdnotify:", err)
+			os.Exit(1)
+		}
+	}
 }

@@ -30,6 +30,19 @@ type Config struct {
 	// HookTimeout kills a hook still running after it; zero means never.
 	HookTimeout Duration
 
+	// Expect says how the main process and its readiness are found; the
+	// zero value is ExpectNone.
+	Expect Expect
+	// PidFile, with a forking Expect, names the main process once the
+	// launcher has exited; empty takes the one process it left behind.
+	PidFile string
+	// StartTimeout turns a start that is not ready by then into a failure;
+	// zero waits for ever.
+	StartTimeout Duration
+	// ReadyFD, when not negative, is a descriptor that gets a newline and
+	// is closed when the service is first ready.
+	ReadyFD int
+
 	// Respawn restarts the service when it ends without being asked to.
 	Respawn bool
 	// RespawnLimit gives up respawning after Count+1 failures within
@@ -87,6 +100,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadSignal == 0 {
 		c.ReloadSignal = Signal(syscall.SIGHUP)
+	}
+	if c.PidFile != "" && !c.Expect.forks() {
+		return fmt.Errorf("--pidfile %s needs --expect fork or daemon", c.PidFile)
 	}
 	if c.RespawnDelayMax != 0 {
 		if c.RespawnDelay == 0 {

@@ -30,7 +30,10 @@ type state int
 const (
 	// statePreStart: the pre-start hook runs; the main process does not.
 	statePreStart state = iota
-	// stateRunning: the main process is alive (post-start may run too).
+	// stateStarting: the main process (or its launcher) runs but is not
+	// ready yet, as --expect judges readiness.
+	stateStarting
+	// stateRunning: the main process is ready (post-start may run too).
 	stateRunning
 	// stateBackoff: the main process ended and a respawn waits for its delay.
 	stateBackoff
@@ -48,7 +51,7 @@ const (
 	stateDone
 )
 
-var stateNames = [...]string{"pre-start", "running", "backoff", "pre-stop", "stopping", "post-stop", "draining", "done"}
+var stateNames = [...]string{"pre-start", "starting", "running", "backoff", "pre-stop", "stopping", "post-stop", "draining", "done"}
 
 // String names the state for messages and status.
 func (st state) String() string { return stateNames[st] }
@@ -61,6 +64,7 @@ const (
 	timerRespawn
 	timerKill
 	timerSweep
+	timerStart
 )
 
 // sweepInterval spaces the re-checks made after SIGKILL, until every
@@ -113,6 +117,19 @@ type Supervisor struct {
 	deferred  *exit // the main process's end, kept while post-start runs
 	next      next  // what follows post-stop
 
+	launcher        int       // pid of the launcher of a forking service
+	awaitingPidfile bool      // the launcher is gone; its pidfile is not there yet
+	pidfileSince    time.Time // when the launcher exited
+	startTimedOut   bool      // this run did not become ready in time
+
+	readyFD        *os.File          // --ready-fd, until first ready
+	up             *upward           // NOTIFY_SOCKET of whoever runs upshim
+	announcedReady bool              // READY=1 went upward
+	reloading      bool              // RELOADING=1 went upward; READY=1 ends it
+	notes          chan notification // from the service's NOTIFY_SOCKET
+	notify         *notifySocket
+	status         string // the service's last STATUS=
+
 	chld chan os.Signal
 	sigs chan os.Signal
 	msg  []byte
@@ -153,11 +170,28 @@ func (s *Supervisor) Run() int {
 		}
 	}
 	setup, err := s.cfg.Setup.resolve()
+	if err == nil && s.cfg.ReadyFD >= 0 {
+		err = s.openReadyFD()
+	}
 	if err != nil {
 		fmt.Fprintf(s.stderr, "upshim: %v\n", err)
 		return ExitUsage
 	}
 	s.setup = setup
+	s.up = newUpward(os.Getenv("NOTIFY_SOCKET"))
+	if s.cfg.Expect == ExpectNotify {
+		uid := -1
+		if setup.cred != nil {
+			uid = int(setup.cred.Uid)
+		}
+		s.notes = make(chan notification, 16)
+		if s.notify, err = listenNotify(uid, s.notes); err != nil {
+			s.logf(levelError, "--expect notify: cannot create NOTIFY_SOCKET: %v", err)
+			return 1
+		}
+		defer s.notify.close()
+		setup.env = mergeEnv(setup.env, "NOTIFY_SOCKET="+s.notify.path)
+	}
 	s.foreground = terminalForeground()
 
 	path, err := lookPath(s.cfg.Command[0], s.setup.env)
@@ -184,6 +218,8 @@ func (s *Supervisor) Run() int {
 			s.onTimer()
 		case <-s.hookC:
 			s.onHookTimer()
+		case m := <-s.notes:
+			s.onNotify(m)
 		case <-lateC:
 			signal.Notify(s.sigs, later...)
 			lateC = nil
@@ -207,10 +243,14 @@ func (s *Supervisor) startMain() {
 		return
 	}
 	s.main, s.mainStart, s.ranOnce, s.lastPgrp, s.mainHasTerminal = pid, time.Now(), true, pid, fg
-	s.state = stateRunning
 	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
-	if s.hasHook(PostStart) {
-		s.runHook(PostStart)
+	if s.cfg.Expect == ExpectNone {
+		s.becomeReady()
+		return
+	}
+	s.state = stateStarting
+	if s.cfg.StartTimeout > 0 {
+		s.arm(timerStart, time.Duration(s.cfg.StartTimeout))
 	}
 }
 
@@ -251,6 +291,10 @@ func (s *Supervisor) onExit(e exit) {
 	}
 	s.main, s.last = 0, e.status
 	switch {
+	case s.state == stateStarting && s.cfg.Expect.forks() && !s.startTimedOut && !s.stopRequested:
+		s.launcherExited(e)
+	case s.state == stateRunning && s.follow(e):
+		// a daemon that re-forked: the new pid is the main process now
 	case s.hook != nil && s.hook.kind == PostStart:
 		s.deferred = &e // the respawn waits for post-start
 		s.logf(levelDebug, "main process (%d) %s; waiting for post-start", e.pid, describeStatus(e.status))
@@ -278,6 +322,12 @@ func (s *Supervisor) mainGone(e exit) {
 // the shell that started it sees the job stop and takes the terminal back;
 // SIGCONT (fg, bg) continues upshim, which passes it on.
 func (s *Supervisor) onStopped(e exit) {
+	if e.pid == s.main && s.state == stateStarting && s.cfg.Expect == ExpectStop {
+		// --expect stop: the service says it is ready by stopping itself.
+		unix.Kill(e.pid, unix.SIGCONT)
+		s.becomeReady()
+		return
+	}
 	if e.pid != s.main || !s.mainHasTerminal || os.Getpid() == 1 {
 		return
 	}
@@ -290,6 +340,10 @@ func (s *Supervisor) onStopped(e exit) {
 func (s *Supervisor) mainEnded(e exit) {
 	ws := e.status
 	code := exitCode(ws)
+	result := serviceResult(ws, false)
+	if s.startTimedOut {
+		s.startTimedOut, result = false, "timeout"
+	}
 	normal := s.cfg.NormalExit.Contains(ws) || (s.cfg.Task && ws.Exited() && ws.ExitStatus() == 0)
 	if s.cfg.Respawn && s.mainHasTerminal && ws.Signaled() && (ws.Signal() == unix.SIGINT || ws.Signal() == unix.SIGQUIT) {
 		// Ctrl-C or Ctrl-\ went to the service alone, since it has the
@@ -301,7 +355,7 @@ func (s *Supervisor) mainEnded(e exit) {
 	if !s.cfg.Respawn || normal {
 		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
 		s.next = next{code: code}
-		s.runPostStop(serviceResult(ws, false), ws)
+		s.runPostStop(result, ws)
 		return
 	}
 
@@ -323,7 +377,8 @@ func (s *Supervisor) mainEnded(e exit) {
 	delay := backoff(time.Duration(s.cfg.RespawnDelay), time.Duration(s.cfg.RespawnDelayMax), s.consecutive)
 	s.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", e.pid, describeStatus(ws), after(delay), s.respawnCount())
 	s.next = next{respawn: true, delay: delay, code: code}
-	s.runPostStop(serviceResult(ws, false), ws)
+	s.announce("STATUS=respawning after the main process " + describeStatus(ws))
+	s.runPostStop(result, ws)
 }
 
 // resetAfter is how long a run must last for the backoff to start again
@@ -380,7 +435,7 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 	case unix.SIGTERM, unix.SIGINT:
 		s.requestStop(sig)
 	case unix.SIGHUP:
-		s.send(syscall.Signal(s.cfg.ReloadSignal), false, "reload")
+		s.reload()
 	default:
 		if sig == unix.SIGCONT && s.mainHasTerminal && s.main != 0 && terminalForeground() {
 			// fg after a Ctrl-Z gave the terminal back to upshim's group;
@@ -439,6 +494,8 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 		s.disarm()
 		s.logf(levelInfo, "got %s; respawn cancelled", SignalName(sig))
 		s.finish(exitCode(s.last), false)
+	case stateStarting:
+		s.sendKill()
 	case statePreStart:
 		// The service has not started: stop the hook instead, and do not
 		// let it hang the stop (upstart's worst hang).
@@ -453,9 +510,33 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 	// statePreStop, stateStopping, statePostStop, stateDraining: under way.
 }
 
+// reload sends the reload signal to the main process and tells the outer
+// supervisor. Under --expect notify the service's own READY=1 ends the
+// reload; otherwise upshim cannot know more than that the signal went.
+func (s *Supervisor) reload() {
+	s.reloading = true
+	s.announce("RELOADING=1\nMONOTONIC_USEC=" + monotonicUsec())
+	s.send(syscall.Signal(s.cfg.ReloadSignal), false, "reload")
+	if s.cfg.Expect != ExpectNotify {
+		s.announce("READY=1")
+	}
+}
+
+// openReadyFD checks --ready-fd and keeps it from the service.
+func (s *Supervisor) openReadyFD() error {
+	fd := s.cfg.ReadyFD
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		return fmt.Errorf("--ready-fd %d: not an open descriptor", fd)
+	}
+	unix.CloseOnExec(fd)
+	s.readyFD = os.NewFile(uintptr(fd), "ready-fd")
+	return nil
+}
+
 // sendKill sends the kill signal per --kill-mode and arms the deadline for
 // SIGKILL to everything.
 func (s *Supervisor) sendKill() {
+	s.announce("STOPPING=1")
 	kill := syscall.Signal(s.cfg.KillSignal)
 	s.logf(levelDebug, "stopping main process (%d) with %s", s.main, SignalName(kill))
 	s.state = stateStopping
@@ -510,6 +591,8 @@ func (s *Supervisor) onTimer() {
 			s.logf(levelInfo, "still running after %s; sending SIGKILL", s.cfg.KillTimeout)
 			s.killEverything()
 		}
+	case timerStart:
+		s.onStartTimer()
 	case timerSweep:
 		s.collect()
 		if s.state != stateDone {

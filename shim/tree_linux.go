@@ -28,7 +28,9 @@ func descendants() ([]int, bool) {
 		pid := queue[0]
 		queue = queue[1:]
 		for _, child := range childrenOf(pid) {
-			found = append(found, child)
+			if procStateOf(child) != 'Z' { // dead already, only unreaped
+				found = append(found, child)
+			}
 			queue = append(queue, child)
 		}
 	}

@@ -1,0 +1,191 @@
+package shim
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sd_notify protocol, both ways. Upward, upshim tells whatever runs it
+// (systemd with Type=notify) that the service is ready, reloading or
+// stopping. Downward, with --expect notify, the service tells upshim.
+
+// upward sends sd_notify messages to the NOTIFY_SOCKET upshim was given.
+type upward struct {
+	fd   int
+	addr *unix.SockaddrUnix
+}
+
+// newUpward connects to $NOTIFY_SOCKET, or returns nil when it is unset
+// or unusable. A path starting with @ is in the abstract namespace.
+func newUpward(path string) *upward {
+	if path == "" || (path[0] != '/' && path[0] != '@') {
+		return nil
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	if path[0] == '@' {
+		path = "\x00" + path[1:]
+	}
+	return &upward{fd: fd, addr: &unix.SockaddrUnix{Name: path}}
+}
+
+// send delivers one message; a lost message is not worth failing for.
+func (u *upward) send(msg string) error {
+	if u == nil {
+		return nil
+	}
+	return unix.Sendto(u.fd, []byte(msg), 0, u.addr)
+}
+
+// monotonicUsec is CLOCK_MONOTONIC in microseconds, for RELOADING=1.
+func monotonicUsec() string {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return strconv.FormatInt(ts.Sec*1e6+ts.Nsec/1e3, 10)
+}
+
+// notification is one datagram from the service, with the sender's
+// credentials as the kernel vouched for them.
+type notification struct {
+	pid, uid int
+	fields   map[string]string
+}
+
+// notifySocket is the private NOTIFY_SOCKET upshim gives a service under
+// --expect notify.
+type notifySocket struct {
+	dir  string
+	path string
+	fd   int
+}
+
+// listenNotify creates the socket in a new directory of its own, which
+// only the service's user (uid, or -1 for upshim's own) may enter, and
+// starts reading it into out.
+func listenNotify(uid int, out chan<- notification) (*notifySocket, error) {
+	dir, err := os.MkdirTemp("", "upshim-notify-")
+	if err != nil {
+		return nil, err
+	}
+	n := &notifySocket{dir: dir, path: filepath.Join(dir, "notify")}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Bind(fd, &unix.SockaddrUnix{Name: n.path})
+	}
+	if err == nil {
+		// Without it the kernel attaches no credentials to check.
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}
+	if err == nil && uid >= 0 {
+		// The service runs as another user: it must reach the socket.
+		if err = os.Chown(dir, uid, -1); err == nil {
+			err = os.Chown(n.path, uid, -1)
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	n.fd = fd
+	go n.read(out)
+	return n, nil
+}
+
+// read passes every datagram with credentials on to the loop. It is the
+// socket's only reader and owns no process state.
+func (n *notifySocket) read(out chan<- notification) {
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	for {
+		nb, noob, _, _, err := unix.Recvmsg(n.fd, buf, oob, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return // closed at exit
+		}
+		msg := notification{pid: -1, uid: -1, fields: map[string]string{}}
+		if cmsgs, err := unix.ParseSocketControlMessage(oob[:noob]); err == nil {
+			for _, c := range cmsgs {
+				if cred, err := unix.ParseUnixCredentials(&c); err == nil {
+					msg.pid, msg.uid = int(cred.Pid), int(cred.Uid)
+				}
+			}
+		}
+		for _, line := range bytes.Split(buf[:nb], []byte{'\n'}) {
+			if k, v, ok := strings.Cut(string(line), "="); ok {
+				msg.fields[k] = v
+			}
+		}
+		out <- msg
+	}
+}
+
+// close removes the socket and its directory.
+func (n *notifySocket) close() {
+	if n == nil {
+		return
+	}
+	unix.Close(n.fd)
+	os.RemoveAll(n.dir)
+}
+
+// onNotify handles a message from the service's NOTIFY_SOCKET. Messages
+// from other users than the service's, root's and upshim's are dropped.
+func (s *Supervisor) onNotify(m notification) {
+	if m.uid != 0 && m.uid != os.Getuid() && (s.setup.cred == nil || m.uid != int(s.setup.cred.Uid)) {
+		s.logf(levelWarn, "warning: NOTIFY_SOCKET: message from uid %d (pid %d) ignored", m.uid, m.pid)
+		return
+	}
+	if v, ok := m.fields["MAINPID"]; ok {
+		pid, err := strconv.Atoi(v)
+		switch {
+		case err != nil || !s.adopted(pid):
+			s.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not upshim's child: ignored", v)
+		case pid != s.main && s.main != 0:
+			s.logf(levelInfo, "main process is now %d (MAINPID), was %d", pid, s.main)
+			s.main, s.lastPgrp = pid, pid
+			if g, err := unix.Getpgid(pid); err == nil {
+				s.lastPgrp = g
+			}
+		}
+	}
+	if v, ok := m.fields["STATUS"]; ok {
+		s.status = v
+		s.announce("STATUS=" + v)
+	}
+	if m.fields["STOPPING"] == "1" {
+		s.announce("STOPPING=1")
+	}
+	if m.fields["RELOADING"] == "1" {
+		s.announce("RELOADING=1\nMONOTONIC_USEC=" + monotonicUsec())
+	}
+	if m.fields["READY"] == "1" {
+		switch s.state {
+		case stateStarting:
+			s.becomeReady()
+		case stateRunning:
+			s.announce("READY=1") // done reloading
+		}
+	}
+}
+
+// announce tells the outer supervisor msg, READY=1 only the first time.
+func (s *Supervisor) announce(msg string) {
+	if msg == "READY=1" {
+		if s.announcedReady && !s.reloading {
+			return
+		}
+		s.announcedReady, s.reloading = true, false
+	}
+	if err := s.up.send(msg); err != nil {
+		s.logf(levelDebug, "NOTIFY_SOCKET: %v", err)
+	}
+}
