@@ -296,3 +296,29 @@ func TestReadyFDErrors(t *testing.T) {
 		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
 	}
 }
+
+// MAINPID= moves the main process to one of upshim's descendants, here the
+// child of a launcher that then exits; one that is not is ignored.
+func TestNotifyMainPID(t *testing.T) {
+	r := startShim(t, "-v", "--expect", "notify", "--", "sh", "-c",
+		`sdnotify MAINPID=1; sigrecord & sdnotify "MAINPID=$!" READY=1; echo "daemon $!"; wait`)
+	// sigrecord and the shell print at once: "daemon PID" and "ready PID".
+	seen := map[string]string{}
+	for len(seen) < 2 {
+		f := strings.Fields(r.line())
+		seen[f[0]] = f[1]
+	}
+	pid := seen["daemon"]
+	if seen["ready"] != pid {
+		t.Fatalf("lines %v", seen)
+	}
+	waitStderr(t, r, "main process is now "+pid+" (MAINPID)")
+	if !strings.Contains(r.stderr.String(), "MAINPID=1 is not one of upshim's descendants: ignored") {
+		t.Fatalf("stderr:\n%s", r.stderr)
+	}
+	r.signal(syscall.SIGTERM)
+	r.expect("TERM")
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
+	}
+}

@@ -147,8 +147,8 @@ func (s *Supervisor) onNotify(m notification) {
 	if v, ok := m.fields["MAINPID"]; ok {
 		pid, err := strconv.Atoi(v)
 		switch {
-		case err != nil || !s.adopted(pid):
-			s.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not upshim's child: ignored", v)
+		case err != nil || !descends(pid):
+			s.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
 		case pid != s.main && s.main != 0:
 			s.logf(levelInfo, "main process is now %d (MAINPID), was %d", pid, s.main)
 			s.main, s.lastPgrp = pid, pid
@@ -175,6 +175,20 @@ func (s *Supervisor) onNotify(m notification) {
 			s.announce("READY=1") // done reloading
 		}
 	}
+}
+
+// descends reports whether pid is below upshim. A MAINPID may be the
+// notifying launcher's child, which becomes upshim's own once the launcher
+// exits: until then the launcher, not upshim, reaps it.
+func descends(pid int) bool {
+	self := os.Getpid()
+	for i := 0; pid > 1 && i < 64; i++ {
+		pid = parentOf(pid)
+		if pid == self {
+			return true
+		}
+	}
+	return false
 }
 
 // announce tells the outer supervisor msg, READY=1 only the first time.
