@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
@@ -194,43 +193,44 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // lookupCredential resolves --user and --group, as upstart's setuid and
 // setgid did: the user's primary group and supplementary groups unless
 // --group names another primary group; HOME, USER and LOGNAME to match.
-// A number that names no user is taken as a bare uid.
+// A number that names no user (group) is taken as a bare uid (gid).
 func lookupCredential(userName, groupName string) (*syscall.Credential, []string, error) {
 	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), NoSetGroups: true}
 	var vars []string
 	if userName != "" {
-		u, err := lookupUser(userName)
+		u, err := lookupEntry("/etc/passwd", userName, 7)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--user %s: %v", userName, err)
 		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		cred.Uid, cred.Gid, cred.NoSetGroups = uint32(uid), uint32(gid), false
-		ids, _ := u.GroupIds()
-		for _, id := range ids {
-			if n, err := strconv.ParseUint(id, 10, 32); err == nil && uint32(n) != cred.Gid {
-				cred.Groups = append(cred.Groups, uint32(n))
-			}
+		if u == nil {
+			u = []string{userName, "", userName, userName, "", "/", ""}
 		}
-		home := u.HomeDir
+		uid, err1 := strconv.ParseUint(u[2], 10, 32)
+		gid, err2 := strconv.ParseUint(u[3], 10, 32)
+		if err1 != nil || err2 != nil {
+			return nil, nil, fmt.Errorf("--user %s: bad /etc/passwd entry", userName)
+		}
+		cred.Uid, cred.Gid, cred.NoSetGroups = uint32(uid), uint32(gid), false
+		cred.Groups = memberOf(u[0], cred.Gid)
+		home := u[5]
 		if home == "" {
 			home = "/"
 		}
-		vars = append(vars, "HOME="+home, "USER="+u.Username, "LOGNAME="+u.Username)
+		vars = append(vars, "HOME="+home, "USER="+u[0], "LOGNAME="+u[0])
 	}
 	if groupName != "" {
-		g, err := user.LookupGroup(groupName)
+		g, err := lookupEntry("/etc/group", groupName, 4)
 		if err != nil {
-			if _, numeric := strconv.ParseUint(groupName, 10, 32); numeric == nil {
-				g, err = user.LookupGroupId(groupName)
-				if err != nil {
-					g = &user.Group{Gid: groupName, Name: groupName}
-				}
-			} else {
-				return nil, nil, fmt.Errorf("--group %s: no such group", groupName)
-			}
+			return nil, nil, fmt.Errorf("--group %s: %v", groupName, strings.Replace(err.Error(), "user", "group", 1))
 		}
-		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		gidText := groupName
+		if g != nil {
+			gidText = g[2]
+		}
+		gid, err := strconv.ParseUint(gidText, 10, 32)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--group %s: bad /etc/group entry", groupName)
+		}
 		cred.Gid = uint32(gid)
 		if userName == "" {
 			// Only the group changes: drop upshim's supplementary groups,
@@ -241,20 +241,57 @@ func lookupCredential(userName, groupName string) (*syscall.Credential, []string
 	return cred, vars, nil
 }
 
-// lookupUser finds a user by name, then by uid; a number that no entry
-// has stands for itself.
-func lookupUser(name string) (*user.User, error) {
-	u, err := user.Lookup(name)
-	if err == nil {
-		return u, nil
+// lookupEntry finds name in a colon-separated database (/etc/passwd,
+// /etc/group), by name first, then by number (the third field). It returns
+// nil, nil for a number that no entry has: it stands for itself. Like Go's
+// os/user without cgo, it reads the files and asks no NSS service.
+func lookupEntry(path, name string, fields int) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
-	if _, numeric := strconv.ParseUint(name, 10, 32); numeric != nil {
-		return nil, errors.New("no such user")
+	var byNumber []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < fields || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if f[0] == name {
+			return f, nil
+		}
+		if f[2] == name && byNumber == nil {
+			byNumber = f
+		}
 	}
-	if u, err := user.LookupId(name); err == nil {
-		return u, nil
+	if byNumber != nil {
+		return byNumber, nil
 	}
-	return &user.User{Uid: name, Gid: name, Username: name, HomeDir: "/"}, nil
+	if _, err := strconv.ParseUint(name, 10, 32); err == nil {
+		return nil, nil
+	}
+	return nil, errors.New("no such user")
+}
+
+// memberOf lists the groups that /etc/group names user a member of, and
+// the primary group, as initgroups would.
+func memberOf(user string, primary uint32) []uint32 {
+	groups := []uint32{primary}
+	data, _ := os.ReadFile("/etc/group")
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 {
+			continue
+		}
+		for _, member := range strings.Split(f[3], ",") {
+			if member == user {
+				if gid, err := strconv.ParseUint(f[2], 10, 32); err == nil && uint32(gid) != primary {
+					groups = append(groups, uint32(gid))
+				}
+				break
+			}
+		}
+	}
+	return groups
 }
 
 // needsHelper reports whether the service needs settings that the kernel

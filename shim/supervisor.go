@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -156,6 +157,10 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 // upshim's exit status. It must be called once, and it owns the process
 // state for as long as it runs.
 func (s *Supervisor) Run() int {
+	// One loop does all the work: a second P buys nothing but memory (a
+	// thread, its stacks, a cache), and setting the value stops the
+	// runtime from re-reading the cgroup's CPU limit on its own.
+	runtime.GOMAXPROCS(1)
 	// Catch signals before anything exists that they should reach: a Go
 	// program that has not asked for SIGTERM dies of it with status 2.
 	signal.Notify(s.chld, unix.SIGCHLD)
