@@ -93,6 +93,9 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
 	var verbose, quiet, help, showVersion bool
 	var umask shim.Umask
+	logSize := shim.MiB(100)
+	lc := &cfg.Log
+	lc.MaxBackups = 10
 	var nice, oomScoreAdj int
 	su := &cfg.Setup
 
@@ -122,6 +125,14 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Var(&cfg.RespawnDelayMax, "respawn-delay-max", "double the delay per consecutive failure up to this; reset after a run that outlived INTERVAL")
 	fs.Var(&cfg.NormalExit, "normal-exit", "exit codes and signal names (0,1,TERM) that end the service without respawn; repeatable")
 	fs.BoolVar(&cfg.Task, "task", false, "a one-shot job: exit 0 means done")
+	fs.StringVar(&lc.File, "log-file", "", "send stdout and stderr of the service and its hooks to `PATH`, rotated")
+	fs.Var(&logSize, "log-max-size", "rotate before a file would grow past SIZE (whole MiB: 1M, 512M, 2G)")
+	fs.IntVar(&lc.MaxBackups, "log-max-backups", 10, "rotated files kept (0 = all)")
+	fs.IntVar(&lc.MaxAgeDays, "log-max-age", 0, "delete rotated files older than `DAYS` (0 = never)")
+	fs.BoolVar(&lc.Compress, "log-compress", false, "gzip rotated files")
+	fs.BoolVar(&lc.Timestamps, "log-timestamps", false, "prefix each line with its RFC 3339 UTC time, in microseconds")
+	fs.StringVar(&lc.StderrFile, "log-stderr", "", "send stderr to its own rotated file at `PATH`")
+	fs.BoolVar(&lc.Console, "log-console", false, "also copy every line to upshim's stdout (for docker logs)")
 	fs.Var(&killSignal, "kill-signal", "signal sent on stop")
 	fs.Var(&cfg.KillTimeout, "kill-timeout", "then SIGKILL to everything left")
 	fs.Var(&cfg.KillMode, "kill-mode", "who gets the kill signal: \"group\" (the main process's group), \"process\" (main only) or \"all\" (every descendant)")
@@ -138,6 +149,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Lookup("kill-timeout").DefValue = shim.DefaultKillTimeout.String()
 	fs.Lookup("hook-timeout").DefValue = shim.DefaultHookTimeout.String()
 	fs.Lookup("start-timeout").DefValue = shim.DefaultStartTimeout.String()
+	fs.Lookup("log-max-size").DefValue = "100M"
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, flagError(err)
@@ -155,6 +167,17 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 		cfg.Verbosity = 1
 	case quiet:
 		cfg.Verbosity = -1
+	}
+	lc.MaxSizeMiB = int(logSize)
+	if lc.File == "" {
+		for _, name := range []string{"log-max-size", "log-max-backups", "log-max-age", "log-compress", "log-timestamps", "log-stderr", "log-console"} {
+			if fs.Changed(name) {
+				return cfg, false, fmt.Errorf("--%s needs --log-file", name)
+			}
+		}
+	}
+	if lc.MaxBackups < 0 || lc.MaxAgeDays < 0 {
+		return cfg, false, errors.New("--log-max-backups and --log-max-age cannot be negative")
 	}
 	if fs.Changed("umask") {
 		su.Umask = &umask

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"math/rand"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ func TestMain(m *testing.M) {
 		"sigrecord": sigrecordMain,
 		"withmask":  withmaskMain,
 		"sdnotify":  sdnotifyMain,
+		"linegen":   linegenMain,
 	})
 }
 
@@ -269,4 +271,43 @@ func sdnotifyMain() {
 			os.Exit(1)
 		}
 	}
+}
+
+// linegenMain writes numbered lines fast: linegen TAG COUNT [WIDTH] writes
+// "TAG-out N ...\n" to stdout and, for every third N, "TAG-err N\n" to
+// stderr, in writes of random sizes that cut lines anywhere, as a busy
+// service would. WIDTH pads the stdout lines (default 100 bytes).
+func linegenMain() {
+	tag := os.Args[1]
+	count, _ := strconv.Atoi(os.Args[2])
+	width := 100
+	if len(os.Args) > 3 {
+		width, _ = strconv.Atoi(os.Args[3])
+	}
+	rng := rand.New(rand.NewSource(int64(count)))
+	var out, errs []byte
+	flush := func(f *os.File, b *[]byte, force bool) {
+		for len(*b) > 0 && (force || len(*b) > 4096) {
+			n := min(len(*b), 1+rng.Intn(8192))
+			if _, err := f.Write((*b)[:n]); err != nil {
+				os.Exit(3)
+			}
+			*b = (*b)[n:]
+		}
+	}
+	for i := range count {
+		line := fmt.Appendf(nil, "%s-out %08d ", tag, i)
+		for len(line) < width-1 {
+			line = append(line, '.')
+		}
+		out = append(out, line...)
+		out = append(out, '\n')
+		if i%3 == 0 {
+			errs = fmt.Appendf(errs, "%s-err %08d\n", tag, i)
+		}
+		flush(os.Stdout, &out, false)
+		flush(os.Stderr, &errs, false)
+	}
+	flush(os.Stdout, &out, true)
+	flush(os.Stderr, &errs, true)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/upshim/upshim/logging"
 )
 
 // Config is everything the supervisor needs to run one service. It is plain
@@ -42,6 +44,10 @@ type Config struct {
 	// ReadyFD, when not negative, is a descriptor that gets a newline and
 	// is closed when the service is first ready.
 	ReadyFD int
+
+	// Log, when Log.File is set, sends the service's and the hooks' output
+	// to rotated files instead of upshim's own stdout and stderr.
+	Log logging.Config
 
 	// Respawn restarts the service when it ends without being asked to.
 	Respawn bool
@@ -330,3 +336,35 @@ func (m KillMode) String() string { return killModeNames[m] }
 
 // Type names the value in --help.
 func (m *KillMode) Type() string { return "MODE" }
+
+// MiB is a size in whole mebibytes, given as 1M, 512M, 2G (or a bare
+// number of MiB). It is a pflag.Value.
+type MiB int
+
+// Set parses the size.
+func (m *MiB) Set(s string) error {
+	num, unit := s, 1
+	switch {
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		num = s[:len(s)-1]
+	case strings.HasSuffix(s, "G"), strings.HasSuffix(s, "g"):
+		num, unit = s[:len(s)-1], 1024
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n <= 0 || n > 1<<20/unit {
+		return errors.New("want a size in whole MiB, e.g. 1M, 512M or 2G")
+	}
+	*m = MiB(n * unit)
+	return nil
+}
+
+// String formats the size as Set takes it.
+func (m *MiB) String() string {
+	if *m%1024 == 0 && *m > 0 {
+		return strconv.Itoa(int(*m)/1024) + "G"
+	}
+	return strconv.Itoa(int(*m)) + "M"
+}
+
+// Type names the value in --help.
+func (m *MiB) Type() string { return "SIZE" }

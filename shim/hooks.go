@@ -166,6 +166,9 @@ func (s *Supervisor) runPostStop(result string, ws syscall.WaitStatus) {
 	}
 	code, status := exitVars(ws)
 	s.state = statePostStop
+	if s.sink != nil {
+		s.sink.Drain() // the run's output is in the file before post-stop looks
+	}
 	if !s.runHook(PostStop, "SERVICE_RESULT="+result, "EXIT_CODE="+code, "EXIT_STATUS="+status,
 		"UPSHIM_RESPAWNS="+itoa(s.respawns)) {
 		s.proceed()

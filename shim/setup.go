@@ -132,6 +132,7 @@ func (l *Limits) Type() string { return "RES=SOFT[:HARD]" }
 // resolvedSetup is a Setup checked and looked up once, at start-up: the
 // service's environment, credentials and the rest, ready for each spawn.
 type resolvedSetup struct {
+	files []uintptr // the child's stdin, stdout and stderr
 	env   []string
 	dir   string
 	cred  *syscall.Credential
@@ -145,7 +146,7 @@ type resolvedSetup struct {
 // directory. Each error names the flag and the value: these are the
 // configuration errors that must stop upshim before anything runs.
 func (su *Setup) resolve() (*resolvedSetup, error) {
-	r := &resolvedSetup{dir: su.Dir, umask: -1, nice: su.Nice, oom: su.OOMScoreAdj, limit: su.Limits}
+	r := &resolvedSetup{files: []uintptr{0, 1, 2}, dir: su.Dir, umask: -1, nice: su.Nice, oom: su.OOMScoreAdj, limit: su.Limits}
 	if su.Umask != nil {
 		r.umask = int(*su.Umask)
 	}

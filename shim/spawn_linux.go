@@ -52,7 +52,7 @@ func lookPath(name string, env []string) (string, error) {
 func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bool) (int, error) {
 	attr := &syscall.ProcAttr{
 		Env:   setup.env,
-		Files: []uintptr{0, 1, 2},
+		Files: setup.files,
 		Sys:   &syscall.SysProcAttr{Setpgid: true, Foreground: foreground, Ctty: 0},
 	}
 	if setup.needsHelper() {

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/upshim/upshim/logging"
 	"golang.org/x/sys/unix"
 )
 
@@ -131,6 +132,8 @@ type Supervisor struct {
 	notify         *notifySocket
 	status         string // the service's last STATUS=
 
+	sink *logging.Sink // the log files, with --log-file
+
 	chld chan os.Signal
 	sigs chan os.Signal
 	msg  []byte
@@ -183,6 +186,19 @@ func (s *Supervisor) Run() int {
 		return ExitUsage
 	}
 	s.setup = setup
+	if s.cfg.Log.File != "" {
+		lc := s.cfg.Log
+		lc.Name, lc.UID, lc.GID = s.cfg.Name, -1, -1
+		if setup.cred != nil {
+			lc.UID, lc.GID = int(setup.cred.Uid), int(setup.cred.Gid)
+		}
+		if s.sink, err = logging.Open(lc); err != nil {
+			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
+			return ExitUsage
+		}
+		defer s.sink.Close()
+		setup.files = []uintptr{0, s.sink.Stdout().Fd(), s.sink.Stderr().Fd()}
+	}
 	s.up = newUpward(os.Getenv("NOTIFY_SOCKET"))
 	if s.cfg.Expect == ExpectNotify {
 		uid := -1
@@ -642,6 +658,9 @@ func (s *Supervisor) logf(level int, format string, args ...any) {
 	s.msg = fmt.Appendf(s.msg, format, args...)
 	s.msg = append(s.msg, '\n')
 	s.stderr.Write(s.msg)
+	if s.sink != nil {
+		s.sink.Message(s.msg)
+	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
