@@ -162,8 +162,13 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 func (s *Supervisor) Run() int {
 	// One loop does all the work: a second P buys nothing but memory (a
 	// thread, its stacks, a cache), and setting the value stops the
-	// runtime from re-reading the cgroup's CPU limit on its own.
-	runtime.GOMAXPROCS(1)
+	// runtime from re-reading the cgroup's CPU limit on its own. With
+	// --log-file, the pipes' readers and the files' writer work at once.
+	procs := 1
+	if s.cfg.Log.File != "" {
+		procs = 2
+	}
+	runtime.GOMAXPROCS(procs)
 	// Catch signals before anything exists that they should reach: a Go
 	// program that has not asked for SIGTERM dies of it with status 2.
 	signal.Notify(s.chld, unix.SIGCHLD)
