@@ -350,3 +350,26 @@ func TestLogPlantedSymlink(t *testing.T) {
 		t.Fatal("the service's output did not reach a log file of its own")
 	}
 }
+
+// --log-max-backups keeps that many rotated files; hooks write to the log
+// like the service.
+func TestLogBackupsAndHooks(t *testing.T) {
+	dir := t.TempDir()
+	done := dir + "/done"
+	r := startShim(t, "--log-file", dir+"/logs/app.log", "--log-max-size", "1M", "--log-max-backups", "2",
+		"--pre-start", "echo from-pre-start", "--", "sh", "-c", `linegen b 60000; touch `+done+`; sleep 300`)
+	waitFileHas(t, done, "")
+	eventually(t, func() (bool, string) {
+		backups, _ := filepath.Glob(dir + "/logs/app-*.log")
+		return len(backups) == 2, fmt.Sprintf("%d backups kept, want 2", len(backups))
+	})
+	r.signal(syscall.SIGTERM)
+	r.wait()
+	found := false
+	for _, l := range logLines(t, dir+"/logs") {
+		found = found || l == "from-pre-start"
+	}
+	if !found {
+		t.Fatal("the pre-start hook's output is not in the log")
+	}
+}
