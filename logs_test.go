@@ -357,7 +357,7 @@ func TestLogBackupsAndHooks(t *testing.T) {
 	dir := t.TempDir()
 	done := dir + "/done"
 	r := startShim(t, "--log-file", dir+"/logs/app.log", "--log-max-size", "1M", "--log-max-backups", "2",
-		"--pre-start", "echo from-pre-start", "--", "sh", "-c", `linegen b 60000; touch `+done+`; sleep 300`)
+		"--", "sh", "-c", `linegen b 60000; touch `+done+`; sleep 300`)
 	waitFileHas(t, done, "")
 	eventually(t, func() (bool, string) {
 		backups, _ := filepath.Glob(dir + "/logs/app-*.log")
@@ -365,11 +365,12 @@ func TestLogBackupsAndHooks(t *testing.T) {
 	})
 	r.signal(syscall.SIGTERM)
 	r.wait()
-	found := false
-	for _, l := range logLines(t, dir+"/logs") {
-		found = found || l == "from-pre-start"
-	}
-	if !found {
-		t.Fatal("the pre-start hook's output is not in the log")
+
+	r = startShim(t, "--log-file", dir+"/hooks.log", "--pre-start", "echo from-pre-start",
+		"--post-stop", "echo from-post-stop >&2", "--", "echo", "from-main")
+	r.wait()
+	b, _ := os.ReadFile(dir + "/hooks.log")
+	if string(b) != "from-pre-start\nfrom-main\nfrom-post-stop\n" {
+		t.Fatalf("hooks.log holds %q", b)
 	}
 }
