@@ -37,6 +37,7 @@ const (
 
 const usageHead = `Usage:
   upshim [flags] [--] COMMAND [ARG...]
+  upshim ctl [--control PATH] VERB [ARG]   (see upshim ctl --help)
 
 Runs COMMAND as a supervised service: relays signals to it, reaps every
 process that ends up upshim's child, respawns it if asked, and on SIGTERM or
@@ -66,6 +67,9 @@ func main() {
 
 // run parses args and runs the service, returning upshim's exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ctl" {
+		return runCtl(args[1:], stdout, stderr)
+	}
 	cfg, done, err := parseFlags(args, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "upshim: %v\n", err)
@@ -139,6 +143,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Var(&reloadSignal, "reload-signal", "signal sent to the main process when upshim gets SIGHUP")
 	fs.Var(&cfg.Rewrite, "rewrite", "relay signal FROM as TO; TO=0 drops FROM; repeatable")
 	fs.BoolVar(&cfg.SignalGroup, "signal-group", false, "relay signals to the main process's group rather than the main process")
+	fs.StringVar(&cfg.Control, "control", "", "listen on a unix socket at `PATH` for upshim ctl (mode 0600; root and upshim's user only)")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "also report starts, exits, relayed signals and reaped orphans")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "report errors only")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -287,3 +292,43 @@ const (
 	helpColumn = 34
 	helpWidth  = 80
 )
+
+const ctlUsage = `Usage:
+  upshim ctl [--control PATH] VERB [ARG]
+
+Talks to the upshim listening on PATH (default: $UPSHIM_CONTROL). VERB is
+status [--json], start, stop, restart, reload, signal SIG, rotate or exit.
+Prints the answer; exits 0 when it is ok, 1 when it is an error.
+`
+
+// runCtl is `upshim ctl`: one request to a running upshim.
+func runCtl(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("upshim ctl", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.SetOutput(io.Discard)
+	path := fs.String("control", os.Getenv("UPSHIM_CONTROL"), "")
+	help := fs.BoolP("help", "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "upshim: ctl: %v\n", flagError(err))
+		return exitUsage
+	}
+	if *help {
+		fmt.Fprint(stdout, ctlUsage)
+		return exitOK
+	}
+	switch {
+	case fs.NArg() == 0:
+		fmt.Fprint(stderr, "upshim: ctl: no VERB given\n"+ctlUsage)
+		return exitUsage
+	case *path == "":
+		fmt.Fprintln(stderr, "upshim: ctl: no --control PATH given, and UPSHIM_CONTROL is not set")
+		return exitUsage
+	}
+	answer, ok := shim.Ctl(*path, fs.Arg(0), fs.Args()[1:]...)
+	if !ok {
+		fmt.Fprintf(stderr, "upshim: ctl %s: %s\n", fs.Arg(0), answer)
+		return 1
+	}
+	fmt.Fprintln(stdout, answer)
+	return exitOK
+}

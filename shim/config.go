@@ -49,6 +49,9 @@ type Config struct {
 	// to rotated files instead of upshim's own stdout and stderr.
 	Log logging.Config
 
+	// Control, if set, is the path of the control socket (upshim ctl).
+	Control string
+
 	// Respawn restarts the service when it ends without being asked to.
 	Respawn bool
 	// RespawnLimit gives up respawning after Count+1 failures within

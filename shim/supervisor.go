@@ -46,6 +46,9 @@ const (
 	stateStopping
 	// statePostStop: the main process is gone; the post-stop hook runs.
 	statePostStop
+	// stateDown: stopped over the control socket; upshim waits for start,
+	// restart or exit.
+	stateDown
 	// stateDraining: the service is over for good; waiting for what it left
 	// behind to go, with SIGKILL for everything at the deadline.
 	stateDraining
@@ -53,7 +56,7 @@ const (
 	stateDone
 )
 
-var stateNames = [...]string{"pre-start", "starting", "running", "backoff", "pre-stop", "stopping", "post-stop", "draining", "done"}
+var stateNames = [...]string{"pre-start", "starting", "running", "backoff", "pre-stop", "stopping", "post-stop", "down", "draining", "done"}
 
 // String names the state for messages and status.
 func (st state) String() string { return stateNames[st] }
@@ -134,6 +137,13 @@ type Supervisor struct {
 
 	sink *logging.Sink // the log files, with --log-file
 
+	control         *controlSocket
+	requests        chan request
+	waiting         []request // stop and restart requests, answered once down
+	stayUp          bool      // a control stop: the service goes down, upshim stays
+	restartWhenDown bool      // ...and starts it again
+	lastEnded       bool      // s.last holds how a main process ended
+
 	chld chan os.Signal
 	sigs chan os.Signal
 	msg  []byte
@@ -204,6 +214,14 @@ func (s *Supervisor) Run() int {
 		defer s.sink.Close()
 		setup.files = []uintptr{0, s.sink.Stdout().Fd(), s.sink.Stderr().Fd()}
 	}
+	if s.cfg.Control != "" {
+		s.requests = make(chan request)
+		if s.control, err = listenControl(s.cfg.Control, s.requests); err != nil {
+			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
+			return ExitUsage
+		}
+		defer s.control.close()
+	}
 	s.up = newUpward(os.Getenv("NOTIFY_SOCKET"))
 	if s.cfg.Expect == ExpectNotify {
 		uid := -1
@@ -246,6 +264,8 @@ func (s *Supervisor) Run() int {
 			s.onHookTimer()
 		case m := <-s.notes:
 			s.onNotify(m)
+		case r := <-s.requests:
+			s.onRequest(r)
 		case <-lateC:
 			signal.Notify(s.sigs, later...)
 			lateC = nil
@@ -292,7 +312,14 @@ func (s *Supervisor) collect() {
 	case stateStopping, stateDraining:
 		if none && s.main == 0 && s.hook == nil {
 			s.disarm()
+			if s.stayUp {
+				s.onDown()
+				return
+			}
 			s.state = stateDone
+			for _, r := range s.waiting {
+				r.reply <- "ok stopped; upshim exits"
+			}
 		} else if s.killed {
 			// A process forked while SIGKILL went round may have escaped
 			// the first pass; every exit is a chance to catch it.
@@ -315,7 +342,7 @@ func (s *Supervisor) onExit(e exit) {
 		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
 		return
 	}
-	s.main, s.last = 0, e.status
+	s.main, s.last, s.lastEnded = 0, e.status, true
 	switch {
 	case s.state == stateStarting && s.cfg.Expect.forks() && !s.startTimedOut && !s.stopRequested:
 		s.launcherExited(e)
@@ -514,11 +541,17 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 		return
 	}
 	s.stopRequested = true
-	s.logf(levelDebug, "got %s; stopping (%s)", SignalName(sig), s.state)
+	why := "got " + SignalName(sig)
+	if sig == 0 {
+		why = "asked over --control"
+	}
+	s.logf(levelDebug, "%s; stopping (%s)", why, s.state)
 	switch s.state {
+	case stateDown:
+		s.state = stateDone
 	case stateBackoff:
 		s.disarm()
-		s.logf(levelInfo, "got %s; respawn cancelled", SignalName(sig))
+		s.logf(levelInfo, "%s; respawn cancelled", why)
 		s.finish(exitCode(s.last), false)
 	case stateStarting:
 		s.sendKill()
