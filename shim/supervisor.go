@@ -269,6 +269,7 @@ func (s *Supervisor) Run() int {
 		case <-lateC:
 			signal.Notify(s.sigs, later...)
 			lateC = nil
+			dropStartupPages()
 			s.logf(levelDebug, "relaying every signal")
 		}
 	}
