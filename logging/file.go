@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,11 +260,7 @@ func (f *file) backups() map[string]bool {
 // under a hidden name that lumberjack does not count, then renamed.
 func (f *file) compressLoop() {
 	defer f.zipping.Done()
-	runtime.LockOSThread()
-	if f.cfg.UID >= 0 && f.cfg.GID >= 0 {
-		unix.Setfsgid(f.cfg.GID)
-		unix.Setfsuid(f.cfg.UID)
-	}
+	takeIdentity(f.cfg)
 	for name := range f.compress {
 		if err := gzipFile(name); err != nil {
 			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: compress %s: %v\n", f.cfg.Name, name, err)

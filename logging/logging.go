@@ -291,11 +291,7 @@ const closeWait = 3 * time.Second
 // included, is checked as the service's would be.
 func (s *Sink) writeLoop(w *writer, started chan<- error) {
 	defer s.writerWG.Done()
-	runtime.LockOSThread() // never unlocked: the thread ends with the loop
-	if s.cfg.UID >= 0 && s.cfg.GID >= 0 {
-		unix.Setfsgid(s.cfg.GID)
-		unix.Setfsuid(s.cfg.UID)
-	}
+	takeIdentity(s.cfg)
 	if err := w.open(); err != nil {
 		started <- err
 		return
@@ -317,6 +313,18 @@ func (s *Sink) writeLoop(w *writer, started chan<- error) {
 		case req := <-s.requests:
 			req(w)
 		}
+	}
+}
+
+// takeIdentity locks the calling goroutine to its thread for good (the
+// thread ends with the goroutine) and gives that thread the service's
+// file-system identity: setfsuid and setfsgid are per thread on Linux, and
+// they drop the capabilities that would let root's files be touched.
+func takeIdentity(cfg Config) {
+	runtime.LockOSThread()
+	if cfg.UID >= 0 && cfg.GID >= 0 {
+		unix.Setfsgid(cfg.GID)
+		unix.Setfsuid(cfg.UID)
 	}
 }
 

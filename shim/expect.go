@@ -107,10 +107,7 @@ func (s *Supervisor) findForked(launcher exit) {
 	switch {
 	case err == nil:
 		s.awaitingPidfile = false
-		s.main, s.lastPgrp = pid, pid
-		if g, err := unix.Getpgid(pid); err == nil {
-			s.lastPgrp = g
-		}
+		s.adoptMain(pid)
 		s.logf(levelDebug, "the launcher (%d) exited 0; main process is %d", s.launcher, pid)
 		s.becomeReady()
 	case retry && time.Since(s.pidfileSince) < s.pidfileWait():
@@ -186,12 +183,19 @@ func (s *Supervisor) follow(e exit) bool {
 	if err != nil {
 		return false
 	}
-	s.main = pid
+	s.adoptMain(pid)
+	s.logf(levelInfo, "main process (%d) exited 0; following %d", e.pid, pid)
+	return true
+}
+
+// adoptMain makes pid, one of upshim's descendants that the service
+// named or left behind, the main process; the stop signals then go to its
+// process group, which a daemon that called setsid has made its own.
+func (s *Supervisor) adoptMain(pid int) {
+	s.main, s.lastPgrp = pid, pid
 	if g, err := unix.Getpgid(pid); err == nil {
 		s.lastPgrp = g
 	}
-	s.logf(levelInfo, "main process (%d) exited 0; following %d", e.pid, pid)
-	return true
 }
 
 // startFailed ends a start that never became ready: the tree is killed

@@ -151,10 +151,7 @@ func (s *Supervisor) onNotify(m notification) {
 			s.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
 		case pid != s.main && s.main != 0:
 			s.logf(levelInfo, "main process is now %d (MAINPID), was %d", pid, s.main)
-			s.main, s.lastPgrp = pid, pid
-			if g, err := unix.Getpgid(pid); err == nil {
-				s.lastPgrp = g
-			}
+			s.adoptMain(pid)
 		}
 	}
 	if v, ok := m.fields["STATUS"]; ok {
