@@ -79,6 +79,7 @@ type batch struct {
 	buf    *[]byte
 	n      int
 	sync   chan struct{} // if set, a drain marker: close it once written
+	own    bool          // upshim's own message, already on its stderr
 }
 
 // Sink owns the pipes, the readers and the writer. Create it with Open;
@@ -235,7 +236,7 @@ func (s *Sink) Message(line []byte) {
 	select {
 	case buf := <-s.free:
 		n := copy(*buf, line)
-		s.batches <- batch{stream: stderr, buf: buf, n: n}
+		s.batches <- batch{stream: stderr, buf: buf, n: n, own: true}
 	default:
 	}
 }
@@ -308,7 +309,7 @@ func (s *Sink) writeLoop(w *writer, started chan<- error) {
 				close(b.sync)
 				continue
 			}
-			w.write(b.stream, (*b.buf)[:b.n])
+			w.write(b.stream, (*b.buf)[:b.n], b.own)
 			s.free <- b.buf
 		case req := <-s.requests:
 			req(w)
@@ -354,12 +355,14 @@ func (w *writer) open() error {
 	return nil
 }
 
-// write writes one batch of whole lines, with timestamps if asked.
-func (w *writer) write(stream int, lines []byte) {
+// write writes one batch of whole lines, with timestamps if asked. The
+// console copy leaves out upshim's own lines, which it wrote to its stderr
+// already.
+func (w *writer) write(stream int, lines []byte, own bool) {
 	if w.cfg.Timestamps {
 		lines = w.stampLines(lines)
 	}
-	if w.cfg.Console {
+	if w.cfg.Console && !own {
 		w.cfg.Stdout.Write(lines)
 	}
 	w.files[stream].write(lines)
