@@ -15,10 +15,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/upshim/upshim/shim"
+	"github.com/upshim/upshim/shim/generate"
+	"github.com/upshim/upshim/shim/jobfile"
 )
 
 // Stamped at build time with -ldflags "-X main.version=… -X main.commit=…
@@ -37,7 +43,9 @@ const (
 
 const usageHead = `Usage:
   upshim [flags] [--] COMMAND [ARG...]
+  upshim [flags] --job FILE
   upshim ctl [--control PATH] VERB [ARG]   (see upshim ctl --help)
+  upshim generate systemd|upstart|dockerfile [flags] [--] COMMAND [ARG...]
 
 Runs COMMAND as a supervised service: relays signals to it, reaps every
 process that ends up upshim's child, respawns it if asked, and on SIGTERM or
@@ -69,6 +77,9 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "ctl" {
 		return runCtl(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "generate" {
+		return runGenerate(args[1:], stdout, stderr)
 	}
 	cfg, done, err := parseFlags(args, stdout)
 	if err != nil {
@@ -103,6 +114,8 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	var nice, oomScoreAdj int
 	su := &cfg.Setup
 
+	var jobPath string
+	fs.StringVar(&jobPath, "job", "", "run the upstart job in `FILE` (/etc/init/NAME.conf); flags override its stanzas")
 	fs.StringVar(&cfg.Name, "name", "", "service `NAME` in messages (default: base name of COMMAND)")
 	fs.StringVarP(&su.Dir, "chdir", "C", "", "working directory `DIR` of the service (default: upshim's)")
 	fs.VarP(&su.Env, "env", "e", "set a variable in the service's environment; repeatable")
@@ -159,6 +172,8 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, flagError(err)
 	}
+	// Given on the command line, not by a job's stanza.
+	limitFlag := fs.Changed("respawn-limit")
 	switch {
 	case help:
 		fmt.Fprint(stdout, usageHead+flagUsages(fs)+usageTail)
@@ -166,6 +181,20 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	case showVersion:
 		fmt.Fprintln(stdout, versionString())
 		return cfg, true, nil
+	case jobPath != "" && fs.NArg() > 0:
+		return cfg, false, fmt.Errorf("--job %s and a COMMAND are mutually exclusive", jobPath)
+	case jobPath != "":
+		// Before the flags are turned into the configuration below, so
+		// that a stanza counts wherever the flag was not given.
+		job, err := jobfile.Parse(jobPath)
+		if err != nil {
+			return cfg, false, fmt.Errorf("--job %v", err)
+		}
+		if err := applyJob(&cfg, job, fs); err != nil {
+			return cfg, false, fmt.Errorf("--job %s: %v", jobPath, err)
+		}
+	}
+	switch {
 	case verbose && quiet:
 		return cfg, false, errors.New("--verbose and --quiet are mutually exclusive")
 	case verbose:
@@ -199,11 +228,13 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 		}
 		su.OOMScoreAdj = &oomScoreAdj
 	}
-	if fs.Changed("respawn-limit") {
+	if limitFlag {
 		cfg.Respawn = true
 	}
 	cfg.KillSignal, cfg.ReloadSignal = killSignal, reloadSignal
-	cfg.Command = fs.Args()
+	if jobPath == "" {
+		cfg.Command = fs.Args()
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, false, err
 	}
@@ -331,4 +362,206 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, answer)
 	return exitOK
+}
+
+// applyJob sets what an upstart job says, wherever the command line did
+// not say otherwise. Upstart's own rules stand: respawn limit alone does
+// not enable respawn, and console log writes /var/log/upstart/NAME.log.
+func applyJob(cfg *shim.Config, job *jobfile.Job, fs *pflag.FlagSet) error {
+	unset := func(flag string) bool { return !fs.Changed(flag) }
+	set := func(flag string, value string) error {
+		if value == "" || !unset(flag) {
+			return nil
+		}
+		if err := fs.Set(flag, value); err != nil {
+			return fmt.Errorf("%s %q: %v", strings.ReplaceAll(flag, "-", " "), value, err)
+		}
+		return nil
+	}
+	cfg.Command = jobCommand(job.Main)
+	for kind, p := range []jobfile.Process{job.PreStart, job.PostStart, job.PreStop, job.PostStop} {
+		name := shim.HookKind(kind).String()
+		if p.Set() && unset(name) {
+			cfg.Hooks[kind] = p.Exec + p.Script
+		}
+	}
+	if unset("name") {
+		cfg.Name = job.Name
+	}
+	if job.Respawn && unset("respawn") {
+		cfg.Respawn = true
+	}
+	errs := []error{
+		set("respawn-limit", job.RespawnLimit),
+		set("expect", job.Expect),
+		set("kill-signal", job.KillSignal),
+		set("kill-timeout", job.KillTimeout),
+		set("reload-signal", job.ReloadSignal),
+		set("chdir", job.Chdir),
+		set("user", job.Setuid),
+		set("group", job.Setgid),
+		set("umask", job.Umask),
+	}
+	if len(job.NormalExit) > 0 && unset("normal-exit") {
+		errs = append(errs, cfg.NormalExit.Set(strings.Join(job.NormalExit, ",")))
+	}
+	if job.Task && unset("task") {
+		cfg.Task = true
+	}
+	if job.Nice != "" && unset("nice") {
+		n, err := strconv.Atoi(job.Nice)
+		if err != nil || n < -20 || n > 19 {
+			return fmt.Errorf("nice %q: want -20 to 19", job.Nice)
+		}
+		cfg.Setup.Nice = &n
+	}
+	if job.OOMScore != "" && unset("oom-score-adj") {
+		n := -1000 // never
+		if job.OOMScore != "never" {
+			n, _ = strconv.Atoi(job.OOMScore)
+		}
+		if n < -1000 || n > 1000 {
+			return fmt.Errorf("oom score %q: want -1000 to 1000 or never", job.OOMScore)
+		}
+		cfg.Setup.OOMScoreAdj = &n
+	}
+	if len(job.Limits) > 0 && unset("limit") {
+		for _, l := range job.Limits {
+			if err := cfg.Setup.Limits.Set(l); err != nil {
+				return fmt.Errorf("limit %s: %v", l, err)
+			}
+		}
+	}
+	// The job's env comes first; --env given on the command line wins.
+	cfg.Setup.Env = append(shim.EnvList(job.Env), cfg.Setup.Env...)
+	switch job.Console {
+	case "log":
+		if unset("log-file") {
+			cfg.Log.File = "/var/log/upstart/" + job.Name + ".log"
+		}
+	case "none":
+		if unset("log-file") {
+			cfg.DiscardOutput = true
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	cfg.Description = job.Description
+	cfg.StartOn = job.StartOn
+	cfg.IgnoredStanzas = job.Ignored
+	return nil
+}
+
+// jobCommand is the argv that runs a job's main process as upstart ran
+// it: an exec line with shell metacharacters through sh -e -c, one
+// without split at blanks, a script with sh -e.
+func jobCommand(p jobfile.Process) []string {
+	switch {
+	case p.Script != "":
+		return []string{"/bin/sh", "-e", "-c", p.Script}
+	case jobfile.NeedsShell(p.Exec):
+		return []string{"/bin/sh", "-e", "-c", "exec " + p.Exec}
+	}
+	return strings.Fields(p.Exec)
+}
+
+// pathFlags take a path that a unit or job must hold absolute: the init
+// runs it from another directory.
+var pathFlags = map[string]bool{"job": true, "chdir": true, "C": true, "env-file": true, "pidfile": true,
+	"log-file": true, "log-stderr": true, "control": true}
+
+// runGenerate is `upshim generate KIND [flags] -- COMMAND`: it checks the
+// invocation as upshim would run it, then prints it wrapped for KIND.
+func runGenerate(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "systemd" && args[0] != "upstart" && args[0] != "dockerfile") {
+		fmt.Fprintln(stderr, "upshim: generate: want systemd, upstart or dockerfile, then the flags and COMMAND to run")
+		return exitUsage
+	}
+	kind, rest := args[0], args[1:]
+	cfg, done, err := parseFlags(rest, io.Discard)
+	if err != nil {
+		fmt.Fprintf(stderr, "upshim: %v\n", err)
+		return exitUsage
+	}
+	if done {
+		fmt.Fprintln(stderr, "upshim: generate: --help and --version print, they do not run")
+		return exitUsage
+	}
+	flags, command := splitInvocation(rest, cfg)
+	inContainer := kind == "dockerfile"
+	for i := 0; i < len(flags); i++ {
+		name, value, inline := strings.Cut(strings.TrimLeft(flags[i], "-"), "=")
+		if !pathFlags[name] || inContainer {
+			continue
+		}
+		if inline {
+			flags[i] = flags[i][:len(flags[i])-len(value)] + absPath(value)
+		} else if i+1 < len(flags) {
+			flags[i+1] = absPath(flags[i+1])
+			i++
+		}
+	}
+	if len(command) > 0 && !inContainer {
+		command[0] = absCommand(command[0])
+	}
+	argv := flags
+	if len(command) > 0 {
+		argv = append(append(argv, "--"), command...)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		self = "/usr/bin/upshim"
+	}
+	inv := generate.Invocation{
+		Upshim: self, Args: argv, Name: cfg.Name, Description: cfg.Description, StartOn: cfg.StartOn,
+		KillTimeout: time.Duration(cfg.KillTimeout), HookTimeout: time.Duration(cfg.HookTimeout),
+		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
+		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
+	}
+	switch kind {
+	case "systemd":
+		fmt.Fprint(stdout, generate.Systemd(inv))
+	case "upstart":
+		fmt.Fprint(stdout, generate.Upstart(inv))
+	default:
+		fmt.Fprint(stdout, generate.Dockerfile(inv))
+	}
+	return exitOK
+}
+
+// splitInvocation separates upshim's flags from the command in args, as
+// parseFlags read them; a job brings its own command.
+func splitInvocation(args []string, cfg shim.Config) (flags, command []string) {
+	n := len(cfg.Command)
+	for _, a := range args {
+		if a == "--job" || strings.HasPrefix(a, "--job=") {
+			n = 0
+		}
+	}
+	flags = append([]string(nil), args[:len(args)-n]...)
+	if len(flags) > 0 && flags[len(flags)-1] == "--" {
+		flags = flags[:len(flags)-1]
+	}
+	return flags, append([]string(nil), args[len(args)-n:]...)
+}
+
+// absPath makes a path absolute against the current directory.
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+// absCommand finds the command as upshim would, and gives its absolute
+// path; one it cannot find stays as it is.
+func absCommand(name string) string {
+	if strings.Contains(name, "/") {
+		return absPath(name)
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return absPath(p)
+	}
+	return name
 }

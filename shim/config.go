@@ -51,6 +51,15 @@ type Config struct {
 
 	// Control, if set, is the path of the control socket (upshim ctl).
 	Control string
+	// DiscardOutput sends the service's output to /dev/null (upstart's
+	// console none).
+	DiscardOutput bool
+
+	// Description, StartOn and IgnoredStanzas come from a job file: what
+	// generate puts in units, and what upshim reports it leaves to the init.
+	Description    string
+	StartOn        string
+	IgnoredStanzas []string
 
 	// Respawn restarts the service when it ends without being asked to.
 	Respawn bool

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -221,6 +222,18 @@ func (s *Supervisor) Run() int {
 			return ExitUsage
 		}
 		defer s.control.close()
+	}
+	if s.cfg.DiscardOutput && s.sink == nil {
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
+			return ExitUsage
+		}
+		defer devnull.Close()
+		setup.files = []uintptr{0, devnull.Fd(), devnull.Fd()}
+	}
+	if len(s.cfg.IgnoredStanzas) > 0 {
+		s.logf(levelInfo, "job stanzas left to the init, ignored: %s", strings.Join(s.cfg.IgnoredStanzas, ", "))
 	}
 	s.up = newUpward(os.Getenv("NOTIFY_SOCKET"))
 	if s.cfg.Expect == ExpectNotify {
