@@ -94,6 +94,12 @@ func TestControlVerbs(t *testing.T) {
 	if st := statusJSON(t, sock); st["state"] != "down" || st["pid"].(float64) != 0 {
 		t.Fatalf("after stop: %v", st)
 	}
+	// status says so, and exits 3 (not ready) for readiness probes.
+	cmd := exec.Command(upshimBinary(t), "ctl", "--control", sock, "status")
+	out, _ := cmd.Output()
+	if cmd.ProcessState.ExitCode() != 3 || !strings.HasPrefix(string(out), "sigrecord: down") {
+		t.Fatalf("status while down: exit %d, %q", cmd.ProcessState.ExitCode(), out)
+	}
 	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
 		t.Fatal("the service survived ctl stop")
 	}

@@ -329,7 +329,8 @@ const ctlUsage = `Usage:
 
 Talks to the upshim listening on PATH (default: $UPSHIM_CONTROL). VERB is
 status [--json], start, stop, restart, reload, signal SIG, rotate or exit.
-Prints the answer; exits 0 when it is ok, 1 when it is an error.
+Prints the answer; exits 0 when it is ok, 1 when it is an error, and, for
+status, 3 when the service is not ready (so a readiness probe can run it).
 `
 
 // runCtl is `upshim ctl`: one request to a running upshim.
@@ -355,13 +356,13 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "upshim: ctl: no --control PATH given, and UPSHIM_CONTROL is not set")
 		return exitUsage
 	}
-	answer, ok := shim.Ctl(*path, fs.Arg(0), fs.Args()[1:]...)
-	if !ok {
+	answer, code := shim.Ctl(*path, fs.Arg(0), fs.Args()[1:]...)
+	if code == shim.CtlError {
 		fmt.Fprintf(stderr, "upshim: ctl %s: %s\n", fs.Arg(0), answer)
-		return 1
+		return code
 	}
 	fmt.Fprintln(stdout, answer)
-	return exitOK
+	return code
 }
 
 // applyJob sets what an upstart job says, wherever the command line did

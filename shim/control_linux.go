@@ -16,7 +16,8 @@ import (
 
 // The control socket speaks a line protocol small enough for socat. A
 // client sends one line, "upshim/1 VERB [ARG...]", and gets one line back,
-// "ok TEXT" or "error TEXT", and the connection closes. Only root and
+// "ok TEXT", "error TEXT", or for a status that is not ready "no TEXT", and
+// the connection closes. Only root and
 // upshim's own user may talk to it: the kernel vouches for the peer's uid.
 
 // ControlVersion is the protocol's first word.
@@ -168,20 +169,27 @@ func (c *controlSocket) close() {
 	os.Remove(c.path)
 }
 
+// Answers of Ctl, which upshim ctl makes its exit status.
+const (
+	CtlOK       = 0 // done, or the answer is yes
+	CtlError    = 1 // refused, failed, or no upshim
+	CtlNotReady = 3 // status: the service is not ready (LSB's "not running")
+)
+
 // Ctl sends one request to the upshim listening at path and returns its
-// answer: ok is false for an "error" answer or no answer at all.
-func Ctl(path string, verb string, args ...string) (answer string, ok bool) {
+// answer and one of CtlOK, CtlError, CtlNotReady.
+func Ctl(path string, verb string, args ...string) (answer string, code int) {
 	fd, err := dialControl(path)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
-			return fmt.Sprintf("no upshim is listening on %s", path), false
+			return fmt.Sprintf("no upshim is listening on %s", path), CtlError
 		}
-		return fmt.Sprintf("%s: %v", path, err), false
+		return fmt.Sprintf("%s: %v", path, err), CtlError
 	}
 	defer unix.Close(fd)
 	msg := strings.Join(append([]string{ControlVersion, verb}, args...), " ") + "\n"
 	if err := unix.Sendto(fd, []byte(msg), unix.MSG_NOSIGNAL, nil); err != nil {
-		return err.Error(), false
+		return err.Error(), CtlError
 	}
 	var out []byte
 	buf := make([]byte, 4096)
@@ -196,13 +204,12 @@ func Ctl(path string, verb string, args ...string) (answer string, ok bool) {
 		out = append(out, buf[:n]...)
 	}
 	line := strings.TrimSuffix(string(out), "\n")
-	if rest, found := strings.CutPrefix(line, "ok"); found {
-		return strings.TrimPrefix(rest, " "), true
+	for prefix, code := range map[string]int{"ok": CtlOK, "no ": CtlNotReady, "error ": CtlError} {
+		if rest, found := strings.CutPrefix(line, prefix); found {
+			return strings.TrimPrefix(rest, " "), code
+		}
 	}
-	if rest, found := strings.CutPrefix(line, "error "); found {
-		return rest, false
-	}
-	return "no answer from " + path, false
+	return "no answer from " + path, CtlError
 }
 
 // Status is what `ctl status --json` prints; its field names are stable.
@@ -284,7 +291,12 @@ func (s *Supervisor) onRequest(r request) {
 			r.reply <- "ok " + st.JSON()
 			return
 		}
-		text := fmt.Sprintf("ok %s: %s", st.Name, st.State)
+		// "no" tells ctl to exit 3: a readiness probe can run it as is.
+		answer := "ok"
+		if !st.Ready {
+			answer = "no"
+		}
+		text := fmt.Sprintf("%s %s: %s", answer, st.Name, st.State)
 		if st.PID != 0 {
 			text += fmt.Sprintf(", pid %d, up %s", st.PID, time.Duration(st.UptimeSeconds*float64(time.Second)))
 		}
