@@ -48,7 +48,7 @@ func (u *upward) send(msg string) error {
 func monotonicUsec() string {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return strconv.FormatInt(ts.Sec*1e6+ts.Nsec/1e3, 10)
+	return strconv.FormatInt(int64(ts.Sec)*1e6+int64(ts.Nsec)/1e3, 10)
 }
 
 // notification is one datagram from the service, with the sender's
