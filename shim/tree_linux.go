@@ -84,9 +84,29 @@ func signalDescendants(sig syscall.Signal, pgid, spare int) int {
 				continue
 			}
 		}
-		if unix.Kill(pid, sig) == nil {
+		if signalDescendant(pid, sig) {
 			n++
 		}
 	}
 	return n
+}
+
+// signalDescendant sends sig to pid if it is still below upshim. A
+// grandchild's pid is not upshim's to hold: its parent may reap it and the
+// kernel give the number to an unrelated process between the walk and the
+// kill. A pidfd pins the process; checking its ancestry after opening it
+// and signalling through it closes that window.
+func signalDescendant(pid int, sig syscall.Signal) bool {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err == unix.ENOSYS {
+		return unix.Kill(pid, sig) == nil // before Linux 5.3
+	}
+	if err != nil {
+		return false // gone
+	}
+	defer unix.Close(fd)
+	if !descends(pid) {
+		return false
+	}
+	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
 }
