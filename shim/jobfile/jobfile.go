@@ -112,11 +112,10 @@ func ParseBytes(file, name string, data []byte) (*Job, error) {
 			}
 			j.Main = Process{Exec: rest(1)}
 		case "script":
-			body, end, err := readScript(sc, &n)
+			body, err := readScript(sc, &n)
 			if err != nil {
 				return nil, fail(start, "%v", err)
 			}
-			_ = end
 			j.Main = Process{Script: body}
 		case "pre-start", "post-start", "pre-stop", "post-stop":
 			p, err := j.hook(words[0])
@@ -127,7 +126,7 @@ func ParseBytes(file, name string, data []byte) (*Job, error) {
 			case len(words) >= 3 && words[1] == "exec":
 				*p = Process{Exec: rest(2)}
 			case len(words) == 2 && words[1] == "script":
-				body, _, err := readScript(sc, &n)
+				body, err := readScript(sc, &n)
 				if err != nil {
 					return nil, fail(start, "%v", err)
 				}
@@ -269,18 +268,18 @@ func (j *Job) hook(name string) (*Process, error) {
 }
 
 // readScript reads a script block's lines up to end script.
-func readScript(sc *bufio.Scanner, n *int) (string, int, error) {
+func readScript(sc *bufio.Scanner, n *int) (string, error) {
 	var body strings.Builder
 	for sc.Scan() {
 		*n++
 		line := sc.Text()
 		if f := strings.Fields(line); len(f) == 2 && f[0] == "end" && f[1] == "script" {
-			return body.String(), *n, nil
+			return body.String(), nil
 		}
 		body.WriteString(line)
 		body.WriteByte('\n')
 	}
-	return "", *n, fmt.Errorf("script without end script")
+	return "", fmt.Errorf("script without end script")
 }
 
 // split cuts a line into words: blanks separate, quotes group, # outside
