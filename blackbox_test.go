@@ -99,11 +99,19 @@ func startShimCmd(t *testing.T, cmd *exec.Cmd) *running {
 		close(r.done)
 	}()
 	t.Cleanup(func() {
+		// A test that failed half-way leaves upshim running: stop it as a
+		// user would, so that it stops its service too (nginx clears its
+		// environment, so killMarked cannot find its workers), then kill.
 		select {
 		case <-r.done:
 		default:
-			cmd.Process.Kill()
-			<-r.done
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-r.done:
+			case <-time.After(deadline):
+				cmd.Process.Kill()
+				<-r.done
+			}
 		}
 		killMarked(r.mark)
 	})
