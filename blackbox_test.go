@@ -406,13 +406,9 @@ func TestOrphansReaped(t *testing.T) {
 // zombiesOf counts the zombie children of pid.
 func zombiesOf(pid int) int {
 	n := 0
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, task := range tasks {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
-		for _, child := range strings.Fields(string(b)) {
-			if procState(child) == 'Z' {
-				n++
-			}
+	for _, child := range childPids(pid) {
+		if procState(strconv.Itoa(child)) == 'Z' {
+			n++
 		}
 	}
 	return n

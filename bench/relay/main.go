@@ -136,15 +136,7 @@ func run(upshim string, n, warmup int, summaryPath string) error {
 		sum.Add(benchutil.Row{Bench: "relay", Metric: "median " + r.Name, Value: benchutil.Micros(m), Verdict: benchutil.Info})
 		sum.Add(benchutil.Row{Bench: "relay", Metric: "p99 " + r.Name, Value: benchutil.Micros(p99), Verdict: benchutil.Info})
 	}
-	if _, ok := medians["tini"]; ok {
-		ratio := float64(medians["upshim"]) / float64(medians["tini"])
-		fmt.Printf("  upshim/tini %s (target <= %.1fx)\n", benchutil.Ratio(ratio), target)
-		sum.Add(benchutil.Row{Bench: "relay", Metric: "median upshim/tini", Value: benchutil.Ratio(ratio),
-			Target: fmt.Sprintf("<= %.1fx", target), Verdict: benchutil.AtMost(ratio, target)})
-	} else {
-		sum.Add(benchutil.Row{Bench: "relay", Metric: "median upshim/tini", Value: "no tini",
-			Target: fmt.Sprintf("<= %.1fx", target), Verdict: benchutil.Skip})
-	}
+	benchutil.TiniRatio(&sum, "relay", medians, target)
 	fmt.Printf("  upshim adds %s to the direct round trip\n", benchutil.Micros(medians["upshim"]-medians["direct"]))
 	return sum.Flush()
 }

@@ -70,15 +70,7 @@ func main() {
 		fmt.Printf("  %-10s %s\n", p.Name, benchutil.Micros(m))
 		sum.Add(benchutil.Row{Bench: "startup", Metric: "median " + p.Name, Value: benchutil.Micros(m), Verdict: benchutil.Info})
 	}
-	if _, ok := benchutil.Find(peers, "tini"); ok {
-		r := float64(medians["upshim"]) / float64(medians["tini"])
-		fmt.Printf("  upshim/tini %s (target <= %.1fx)\n", benchutil.Ratio(r), target)
-		sum.Add(benchutil.Row{Bench: "startup", Metric: "median upshim/tini", Value: benchutil.Ratio(r),
-			Target: fmt.Sprintf("<= %.1fx", target), Verdict: benchutil.AtMost(r, target)})
-	} else {
-		sum.Add(benchutil.Row{Bench: "startup", Metric: "median upshim/tini", Value: "no tini",
-			Target: fmt.Sprintf("<= %.1fx", target), Verdict: benchutil.Skip})
-	}
+	benchutil.TiniRatio(&sum, "startup", medians, target)
 	if d := medians["direct"]; d > 0 {
 		fmt.Printf("  upshim/direct %s, overhead %s\n", benchutil.Ratio(float64(medians["upshim"])/float64(d)),
 			benchutil.Micros(medians["upshim"]-d))

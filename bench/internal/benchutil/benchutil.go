@@ -180,3 +180,18 @@ func Ratio(r float64) string { return fmt.Sprintf("%.2fx", r) }
 func Micros(d time.Duration) string {
 	return fmt.Sprintf("%.1f us", float64(d)/float64(time.Microsecond))
 }
+
+// TiniRatio reports upshim's median as a multiple of tini's, against a
+// "<= target" goal, printing it and adding its summary row; without tini
+// the row says so and the verdict is Skip.
+func TiniRatio(sum *Summary, bench string, medians map[string]time.Duration, target float64) {
+	row := Row{Bench: bench, Metric: "median upshim/tini", Target: fmt.Sprintf("<= %.1fx", target)}
+	if tini, ok := medians["tini"]; ok && tini > 0 {
+		r := float64(medians["upshim"]) / float64(tini)
+		fmt.Printf("  upshim/tini %s (target <= %.1fx)\n", Ratio(r), target)
+		row.Value, row.Verdict = Ratio(r), AtMost(r, target)
+	} else {
+		row.Value, row.Verdict = "no tini", Skip
+	}
+	sum.Add(row)
+}
