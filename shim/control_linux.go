@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -27,7 +26,7 @@ const ControlVersion = "upshim/1"
 type request struct {
 	verb  string
 	args  []string
-	reply chan string
+	reply chan string // buffered: the loop never waits on it
 }
 
 // controlSocket listens on --control PATH.
@@ -38,7 +37,7 @@ type controlSocket struct {
 
 // listenControl creates the socket at path, replacing a stale one left by
 // an upshim that died, and refusing one that a live upshim answers on.
-func listenControl(path string, out chan<- request) (*controlSocket, error) {
+func listenControl(path string, out chan<- *request) (*controlSocket, error) {
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode()&os.ModeSocket == 0 {
 			return nil, fmt.Errorf("--control %s: exists and is not a socket", path)
@@ -87,7 +86,7 @@ func dialControl(path string) (int, error) {
 
 // accept serves connections, one goroutine each. It owns no process
 // state: every request goes to the loop.
-func (c *controlSocket) accept(out chan<- request) {
+func (c *controlSocket) accept(out chan<- *request) {
 	for {
 		fd, _, err := unix.Accept4(c.fd, unix.SOCK_CLOEXEC)
 		if err == unix.EINTR || err == unix.ECONNABORTED {
@@ -101,7 +100,7 @@ func (c *controlSocket) accept(out chan<- request) {
 }
 
 // serve answers one connection.
-func serve(fd int, out chan<- request) {
+func serve(fd int, out chan<- *request) {
 	defer unix.Close(fd)
 	tv := unix.Timeval{Sec: 5}
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
@@ -128,7 +127,7 @@ func serve(fd int, out chan<- request) {
 		answer(fmt.Sprintf("error want %q VERB [ARG...], got %q", ControlVersion, line))
 		return
 	}
-	req := request{verb: fields[1], args: fields[2:], reply: make(chan string, 1)}
+	req := &request{verb: fields[1], args: fields[2:], reply: make(chan string, 1)}
 	out <- req
 	answer(<-req.reply)
 }
@@ -263,151 +262,4 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
-}
-
-// statusNow is the service's state as the loop sees it.
-func (s *Supervisor) statusNow() Status {
-	st := Status{
-		Name: s.cfg.Name, State: s.state.String(), PID: s.main, Respawns: s.respawns,
-		Ready: s.state == stateRunning, ServiceStatus: s.status, LogFile: s.cfg.Log.File,
-	}
-	if s.main != 0 {
-		st.UptimeSeconds = time.Since(s.mainStart).Round(time.Millisecond).Seconds()
-	}
-	if s.ranOnce && s.lastEnded {
-		code := exitCode(s.last)
-		st.LastExit, st.LastExitCode = describeStatus(s.last), &code
-	}
-	return st
-}
-
-// onRequest answers a control request; the replies that must wait for
-// the service (stop, restart) are kept until then.
-func (s *Supervisor) onRequest(r request) {
-	switch r.verb {
-	case "status":
-		st := s.statusNow()
-		if len(r.args) == 1 && r.args[0] == "--json" {
-			r.reply <- "ok " + st.JSON()
-			return
-		}
-		// "no" tells ctl to exit 3: a readiness probe can run it as is.
-		answer := "ok"
-		if !st.Ready {
-			answer = "no"
-		}
-		text := fmt.Sprintf("%s %s: %s", answer, st.Name, st.State)
-		if st.PID != 0 {
-			text += fmt.Sprintf(", pid %d, up %s", st.PID, time.Duration(st.UptimeSeconds*float64(time.Second)))
-		}
-		text += fmt.Sprintf(", %d respawns", st.Respawns)
-		if st.LastExit != "" {
-			text += ", last run " + st.LastExit
-		}
-		if st.ServiceStatus != "" {
-			text += fmt.Sprintf(", status %q", st.ServiceStatus)
-		}
-		if st.LogFile != "" {
-			text += ", log " + st.LogFile
-		}
-		r.reply <- text
-	case "start":
-		if s.state != stateDown {
-			r.reply <- fmt.Sprintf("error already %s", s.state)
-			return
-		}
-		s.restartFromDown()
-		r.reply <- "ok " + s.startedText()
-	case "stop", "restart":
-		if s.state == stateDown {
-			if r.verb == "stop" {
-				r.reply <- "ok already stopped"
-				return
-			}
-			s.restartFromDown()
-			r.reply <- "ok " + s.startedText()
-			return
-		}
-		s.stayUp = true
-		s.restartWhenDown = s.restartWhenDown || r.verb == "restart"
-		s.waiting = append(s.waiting, r)
-		s.requestStop(0)
-	case "reload":
-		if s.main == 0 {
-			r.reply <- "error not running"
-			return
-		}
-		s.reload()
-		r.reply <- fmt.Sprintf("ok sent %s to %d", Signal(s.cfg.ReloadSignal), s.main)
-	case "signal":
-		sig, err := ParseSignal(strings.Join(r.args, ""))
-		if err != nil || len(r.args) != 1 {
-			r.reply <- "error want signal SIG"
-			return
-		}
-		if s.main == 0 {
-			r.reply <- "error not running"
-			return
-		}
-		s.send(syscall.Signal(sig), s.cfg.SignalGroup, "signal")
-		r.reply <- fmt.Sprintf("ok sent %s to %d", sig, s.main)
-	case "rotate":
-		if s.sink == nil {
-			r.reply <- "error no --log-file to rotate"
-			return
-		}
-		if err := s.sink.Rotate(); err != nil {
-			r.reply <- "error " + err.Error()
-			return
-		}
-		r.reply <- "ok rotated " + s.cfg.Log.File
-	case "exit":
-		r.reply <- "ok exiting"
-		s.stayUp, s.restartWhenDown = false, false
-		if s.state == stateDown {
-			s.state = stateDone
-			return
-		}
-		s.requestStop(0)
-	default:
-		r.reply <- fmt.Sprintf("error unknown verb %q (want status, start, stop, restart, reload, signal, rotate or exit)", r.verb)
-	}
-}
-
-// startedText says what a start did.
-func (s *Supervisor) startedText() string {
-	if s.main != 0 {
-		return fmt.Sprintf("started, pid %d", s.main)
-	}
-	return "starting (" + s.state.String() + ")"
-}
-
-// onDown is reached when a stop asked over the control socket is over:
-// upshim stays up, the service down, until start, restart or exit.
-func (s *Supervisor) onDown() {
-	s.state = stateDown
-	s.announce("STATUS=stopped")
-	text := "ok stopped"
-	if s.lastEnded {
-		text += ", main process " + describeStatus(s.last)
-	}
-	restart := s.restartWhenDown
-	if restart {
-		s.restartFromDown()
-		text = "ok re" + s.startedText()
-	}
-	for _, r := range s.waiting {
-		r.reply <- text
-	}
-	s.waiting = nil
-}
-
-// restartFromDown starts the service again after a requested stop. It
-// does not count against the respawn limit.
-func (s *Supervisor) restartFromDown() {
-	s.stopRequested, s.killed, s.killHooks = false, false, false
-	s.stayUp, s.restartWhenDown = false, false
-	s.startTimedOut, s.consecutive = false, 0
-	s.next = next{}
-	s.beginStart()
 }

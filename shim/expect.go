@@ -9,8 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Expect says how the main process and its readiness are found, as
@@ -66,175 +64,42 @@ const pidfileWait = 5 * time.Second
 // pidfileRetry spaces the reads of a late pidfile.
 const pidfileRetry = 20 * time.Millisecond
 
-// becomeReady marks the service ready: the start timeout is over, the
-// outer supervisor and --ready-fd hear of it the first time, and
-// post-start runs.
-func (s *Supervisor) becomeReady() {
-	s.disarm()
-	s.state = stateRunning
-	s.logf(levelDebug, "main process (%d) is ready", s.main)
-	s.announce("READY=1")
-	s.announce("STATUS=running, main process " + itoa(s.main))
-	if s.readyFD != nil {
-		s.readyFD.Write([]byte{'\n'})
-		s.readyFD.Close()
-		s.readyFD = nil
+// survivor finds the main process after a launcher exited 0: the pid in
+// the pidfile, which must be upshim's child, or the one child upshim has
+// adopted. retry says the pidfile may still come.
+//
+// Only upshim's own child may become the main process: it alone can wait
+// for it, and nothing else can have taken its pid while it is unreaped.
+func (s *Supervisor) survivor() (pid int, retry bool, err error) {
+	hook := 0
+	if s.m.hook != nil {
+		hook = s.m.hook.pid
 	}
-	if s.hasHook(PostStart) {
-		s.runHook(PostStart)
-	}
-}
-
-// launcherExited handles the end of the launcher of a forking service
-// (--expect fork or daemon) before it was ready: exit 0 hands the service
-// over to what it left behind; anything else is a failed start.
-func (s *Supervisor) launcherExited(e exit) {
-	if !e.status.Exited() || e.status.ExitStatus() != 0 {
-		s.logf(levelError, "expected a fork, but the launcher (%d) %s", e.pid, describeStatus(e.status))
-		s.mainEnded(e)
-		return
-	}
-	s.awaitingPidfile = s.cfg.PidFile != ""
-	s.pidfileSince = time.Now()
-	s.launcher = e.pid
-	s.findForked(e)
-}
-
-// findForked looks for the process the launcher left behind, by pidfile
-// or as the one child upshim has adopted, and makes it the main process.
-func (s *Supervisor) findForked(launcher exit) {
-	pid, err, retry := s.survivor()
-	switch {
-	case err == nil:
-		s.awaitingPidfile = false
-		s.adoptMain(pid)
-		s.logf(levelDebug, "the launcher (%d) exited 0; main process is %d", s.launcher, pid)
-		s.becomeReady()
-	case retry && time.Since(s.pidfileSince) < s.pidfileWait():
-		s.arm(timerStart, pidfileRetry)
-	default:
-		s.awaitingPidfile = false
-		s.logf(levelError, "expected a fork, but %v", err)
-		s.startFailed(launcher.status)
-	}
-}
-
-// pidfileWait is how long a pidfile may keep upshim waiting: pidfileWait,
-// or less if --start-timeout is shorter.
-func (s *Supervisor) pidfileWait() time.Duration {
-	if t := time.Duration(s.cfg.StartTimeout); t > 0 && t < pidfileWait {
-		return t
-	}
-	return pidfileWait
-}
-
-// survivor finds the main process after a launcher exited 0. retry says
-// the pidfile may still come.
-func (s *Supervisor) survivor() (pid int, err error, retry bool) {
 	if s.cfg.PidFile != "" {
 		pid, err := readPidfile(s.cfg.PidFile)
 		if err != nil {
-			return 0, fmt.Errorf("--pidfile %s: %v", s.cfg.PidFile, err), true
+			return 0, true, fmt.Errorf("--pidfile %s: %v", s.cfg.PidFile, err)
 		}
-		if !s.adopted(pid) {
+		if pid <= 1 || pid == hook || s.procs.parent(pid) != s.self {
 			// Perhaps a stale pidfile the daemon has yet to rewrite.
-			return 0, fmt.Errorf("--pidfile %s names pid %d, which is not upshim's child: refused", s.cfg.PidFile, pid), true
+			return 0, true, fmt.Errorf("--pidfile %s names pid %d, which is not upshim's child: refused", s.cfg.PidFile, pid)
 		}
-		return pid, nil, false
+		return pid, false, nil
 	}
-	kids := s.adoptedChildren()
-	switch len(kids) {
-	case 1:
-		return kids[0], nil, false
-	case 0:
-		return 0, errors.New("the launcher exited 0 and left nothing running"), false
-	}
-	return 0, fmt.Errorf("the launcher left %d processes (%s); say which one is the service with --pidfile",
-		len(kids), joinInts(kids)), false
-}
-
-// adopted reports whether pid is upshim's child, the only kind of process
-// upshim may take as main process: it alone can wait for it, and nothing
-// else can have taken its pid while it is unreaped.
-func (s *Supervisor) adopted(pid int) bool {
-	return pid > 1 && parentOf(pid) == os.Getpid() && (s.hook == nil || pid != s.hook.pid)
-}
-
-// adoptedChildren lists upshim's live children other than a running hook.
-func (s *Supervisor) adoptedChildren() []int {
 	var kids []int
-	for _, pid := range childrenOf(os.Getpid()) {
-		if (s.hook == nil || pid != s.hook.pid) && procStateOf(pid) != 'Z' {
+	for _, pid := range s.procs.children() {
+		if pid != hook {
 			kids = append(kids, pid)
 		}
 	}
-	return kids
-}
-
-// follow handles a forking service's main process that exited 0 while
-// running: a daemon that re-forks or re-execs on upgrade names its new pid
-// in the pidfile (or leaves exactly one process behind) and is followed,
-// not respawned. It reports whether it found one to follow.
-func (s *Supervisor) follow(e exit) bool {
-	if !s.cfg.Expect.forks() || !e.status.Exited() || e.status.ExitStatus() != 0 || s.stopRequested {
-		return false
+	switch len(kids) {
+	case 1:
+		return kids[0], false, nil
+	case 0:
+		return 0, false, errors.New("the launcher exited 0 and left nothing running")
 	}
-	pid, err, _ := s.survivor()
-	if err != nil {
-		return false
-	}
-	s.adoptMain(pid)
-	s.logf(levelInfo, "main process (%d) exited 0; following %d", e.pid, pid)
-	return true
-}
-
-// adoptMain makes pid, one of upshim's descendants that the service
-// named or left behind, the main process; the stop signals then go to its
-// process group, which a daemon that called setsid has made its own.
-func (s *Supervisor) adoptMain(pid int) {
-	s.main, s.lastPgrp = pid, pid
-	if g, err := unix.Getpgid(pid); err == nil {
-		s.lastPgrp = g
-	}
-}
-
-// startFailed ends a start that never became ready: the tree is killed
-// and the failure counts for the respawn limit like any other, as an exit
-// with status 1 when the launcher itself exited 0.
-func (s *Supervisor) startFailed(ws syscall.WaitStatus) {
-	signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
-	s.main = 0
-	if ws.Exited() && ws.ExitStatus() == 0 {
-		ws = syscall.WaitStatus(1 << 8)
-	}
-	s.mainEnded(exit{status: ws})
-}
-
-// onStartTimer handles the start timer: a late pidfile to read again, or
-// the start timeout.
-func (s *Supervisor) onStartTimer() {
-	if s.state != stateStarting {
-		return
-	}
-	if s.awaitingPidfile {
-		s.findForked(exit{pid: s.launcher})
-		return
-	}
-	what := "the service to be ready"
-	switch {
-	case s.cfg.Expect.forks() && s.main != 0:
-		what = "a fork, but the launcher is still running"
-	case s.cfg.Expect == ExpectStop:
-		what = "the service to stop itself (SIGSTOP) when ready, but it has not"
-	case s.cfg.Expect == ExpectNotify:
-		what = "READY=1 on NOTIFY_SOCKET, but none came"
-	}
-	s.logf(levelError, "expected %s after %s; killing it", what, s.cfg.StartTimeout)
-	s.startTimedOut = true
-	signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
-	if s.main == 0 {
-		s.startFailed(0)
-	}
+	return 0, false, fmt.Errorf("the launcher left %d processes (%s); say which one is the service with --pidfile",
+		len(kids), joinInts(kids))
 }
 
 // readPidfile reads a pid from path without following a symbolic link

@@ -56,6 +56,12 @@ func monotonicUsec() string {
 type notification struct {
 	pid, uid int
 	fields   map[string]string
+
+	// Filled in by the loop (vet) for the machine.
+	allowed   bool // from root, upshim's or the service's user
+	mainPIDOK bool // MAINPID names one of upshim's descendants
+	mainPID   int
+	mainPGID  int
 }
 
 // notifySocket is the private NOTIFY_SOCKET upshim gives a service under
@@ -137,41 +143,22 @@ func (n *notifySocket) close() {
 	os.RemoveAll(n.dir)
 }
 
-// onNotify handles a message from the service's NOTIFY_SOCKET. Messages
-// from other users than the service's, root's and upshim's are dropped.
-func (s *Supervisor) onNotify(m notification) {
-	if m.uid != 0 && m.uid != os.Getuid() && (s.setup.cred == nil || m.uid != int(s.setup.cred.Uid)) {
-		s.logf(levelWarn, "warning: NOTIFY_SOCKET: message from uid %d (pid %d) ignored", m.uid, m.pid)
-		return
-	}
-	if v, ok := m.fields["MAINPID"]; ok {
+// vet checks what the kernel says of a notification's sender, and a
+// MAINPID it names, for the machine: messages from other users than the
+// service's, root's and upshim's are not allowed, and a MAINPID must
+// descend from upshim.
+func (s *Supervisor) vet(n notification) *notification {
+	n.allowed = n.uid == 0 || n.uid == os.Getuid() || (s.setup.cred != nil && n.uid == int(s.setup.cred.Uid))
+	if v, ok := n.fields["MAINPID"]; ok && n.allowed {
 		pid, err := strconv.Atoi(v)
-		switch {
-		case err != nil || !descends(pid):
-			s.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
-		case pid != s.main && s.main != 0:
-			s.logf(levelInfo, "main process is now %d (MAINPID), was %d", pid, s.main)
-			s.adoptMain(pid)
+		if err == nil && descends(pid) {
+			n.mainPIDOK, n.mainPID, n.mainPGID = true, pid, pid
+			if g, err := unix.Getpgid(pid); err == nil {
+				n.mainPGID = g
+			}
 		}
 	}
-	if v, ok := m.fields["STATUS"]; ok {
-		s.status = v
-		s.announce("STATUS=" + v)
-	}
-	if m.fields["STOPPING"] == "1" {
-		s.announce("STOPPING=1")
-	}
-	if m.fields["RELOADING"] == "1" {
-		s.announce("RELOADING=1\nMONOTONIC_USEC=" + monotonicUsec())
-	}
-	if m.fields["READY"] == "1" {
-		switch s.state {
-		case stateStarting:
-			s.becomeReady()
-		case stateRunning:
-			s.announce("READY=1") // done reloading
-		}
-	}
+	return &n
 }
 
 // descends reports whether pid is below upshim. A MAINPID may be the
@@ -186,17 +173,4 @@ func descends(pid int) bool {
 		}
 	}
 	return false
-}
-
-// announce tells the outer supervisor msg, READY=1 only the first time.
-func (s *Supervisor) announce(msg string) {
-	if msg == "READY=1" {
-		if s.announcedReady && !s.reloading {
-			return
-		}
-		s.announcedReady, s.reloading = true, false
-	}
-	if err := s.up.send(msg); err != nil {
-		s.logf(levelDebug, "NOTIFY_SOCKET: %v", err)
-	}
 }

@@ -2,22 +2,25 @@
 // signals to it, reaps every process that ends up upshim's child, respawns
 // the service under a limit, and stops it with a kill signal and a timeout.
 //
-// The main loop. One goroutine, the one that calls Supervisor.Run, owns all
-// process state: the state machine, the main pid, the respawn window, the
-// timer. Signals (SIGCHLD included) arrive on channels from os/signal and the
-// timer on its channel; nothing else reads or writes that state, so there is
-// no mutex. The same goroutine spawns and reaps, so a child's pid is
+// Two parts. The machine (machine.go) decides: every (state, event) pair of
+// the service's life is decided in its step function, which returns the
+// effects as data. The Supervisor carries them out: one goroutine, the one
+// that calls Run, owns the machine, turns what happens (SIGCHLD and the
+// other signals, deadlines, the service's notifications, control
+// requests) into events, and performs the effects through a small process
+// interface (procs). Nothing else reads or writes process state, so there
+// is no mutex; the same goroutine spawns and reaps, so a child's pid is
 // recorded before its exit can be seen. Nothing in upshim calls wait4 but
-// reap, and nothing waits through os/exec.
+// reap, only at the top of the loop, and nothing waits through os/exec.
 package shim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,58 +28,6 @@ import (
 	"github.com/upshim/upshim/logging"
 	"golang.org/x/sys/unix"
 )
-
-// state is where the service is in its life. Each handler (onExit,
-// onSignal, onTimer) decides what every state does with its event.
-type state int
-
-const (
-	// statePreStart: the pre-start hook runs; the main process does not.
-	statePreStart state = iota
-	// stateStarting: the main process (or its launcher) runs but is not
-	// ready yet, as --expect judges readiness.
-	stateStarting
-	// stateRunning: the main process is ready (post-start may run too).
-	stateRunning
-	// stateBackoff: the main process ended and a respawn waits for its delay.
-	stateBackoff
-	// statePreStop: a stop was requested; the pre-stop hook runs.
-	statePreStop
-	// stateStopping: a stop was requested and the kill signal sent; waiting
-	// for the main process, with SIGKILL for everything at the deadline.
-	stateStopping
-	// statePostStop: the main process is gone; the post-stop hook runs.
-	statePostStop
-	// stateDown: stopped over the control socket; upshim waits for start,
-	// restart or exit.
-	stateDown
-	// stateDraining: the service is over for good; waiting for what it left
-	// behind to go, with SIGKILL for everything at the deadline.
-	stateDraining
-	// stateDone: nothing is left; Run returns.
-	stateDone
-)
-
-var stateNames = [...]string{"pre-start", "starting", "running", "backoff", "pre-stop", "stopping", "post-stop", "down", "draining", "done"}
-
-// String names the state for messages and status.
-func (st state) String() string { return stateNames[st] }
-
-// timerPurpose says what the one timer is armed for.
-type timerPurpose int
-
-const (
-	timerNone timerPurpose = iota
-	timerRespawn
-	timerKill
-	timerSweep
-	timerStart
-)
-
-// sweepInterval spaces the re-checks made after SIGKILL, until every
-// descendant is reaped; they happen only while a stop is ending, never
-// while the service runs, so an idle upshim never wakes up.
-const sweepInterval = 200 * time.Millisecond
 
 // lateSignalsAfter is how long after start-up upshim begins relaying the
 // signals that would not kill it (USR1, WINCH, real-time signals…); see
@@ -90,73 +41,41 @@ const ExitUsage = 2
 type Supervisor struct {
 	cfg    Config
 	stderr io.Writer
+	procs  procs
+	m      *machine
+
 	path   string         // resolved Command[0]
 	setup  *resolvedSetup // the service's environment, credentials, limits…
+	pgrp   int            // upshim's own process group, which it never signals
+	self   int            // upshim's pid
+	termFG bool           // upshim held the terminal's foreground at start
 
-	state     state
-	main      int // pid of the main process, 0 when none
-	mainStart time.Time
-	last      syscall.WaitStatus // how the last run ended
-	ranOnce   bool
-	code      int // upshim's exit status once the service is over
+	clock deadlines
 
-	respawns    int // respawns so far, for messages and status
-	window      respawnWindow
-	consecutive int // failures since the last run that outlived the interval
+	readyFD *os.File          // --ready-fd, until first ready
+	up      *upward           // NOTIFY_SOCKET of whoever runs upshim
+	notes   chan notification // from the service's NOTIFY_SOCKET
+	notify  *notifySocket
+	sink    *logging.Sink // the log files, with --log-file
+	control *controlSocket
 
-	stopRequested bool
-	killed        bool // SIGKILL has been sent to everything
-	killHooks     bool // ...hooks included: a second stop request
+	requests chan *request
+	chld     chan os.Signal
+	sigs     chan os.Signal
+	late     []os.Signal // signals registered once the service runs
 
-	foreground bool // the service gets the terminal's foreground
-	lastPgrp   int  // process group of the latest main process
-	// mainHasTerminal: the main process was given the terminal's foreground.
-	mainHasTerminal bool
-
-	timer   *time.Timer
-	timerC  <-chan time.Time
-	purpose timerPurpose
-
-	hook      *hookRun // the hook running, if any: one at a time
-	hookTimer *time.Timer
-	hookC     <-chan time.Time
-	deferred  *exit // the main process's end, kept while post-start runs
-	next      next  // what follows post-stop
-
-	launcher        int       // pid of the launcher of a forking service
-	awaitingPidfile bool      // the launcher is gone; its pidfile is not there yet
-	pidfileSince    time.Time // when the launcher exited
-	startTimedOut   bool      // this run did not become ready in time
-
-	readyFD        *os.File          // --ready-fd, until first ready
-	up             *upward           // NOTIFY_SOCKET of whoever runs upshim
-	announcedReady bool              // READY=1 went upward
-	reloading      bool              // RELOADING=1 went upward; READY=1 ends it
-	notes          chan notification // from the service's NOTIFY_SOCKET
-	notify         *notifySocket
-	status         string // the service's last STATUS=
-
-	sink *logging.Sink // the log files, with --log-file
-
-	control         *controlSocket
-	requests        chan request
-	waiting         []request // stop and restart requests, answered once down
-	stayUp          bool      // a control stop: the service goes down, upshim stays
-	restartWhenDown bool      // ...and starts it again
-	lastEnded       bool      // s.last holds how a main process ended
-
-	chld chan os.Signal
-	sigs chan os.Signal
-	msg  []byte
+	exits   []exit  // the reaper's buffer, reused
+	pending []event // results of effects, stepped after the effects of their step
+	msg     []byte
 }
 
 // New returns a supervisor for cfg, which must have passed Validate.
 // Messages go to stderr.
 func New(cfg Config, stderr io.Writer) *Supervisor {
-	return &Supervisor{
+	s := &Supervisor{
 		cfg:    cfg,
 		stderr: stderr,
-		window: respawnWindow{limit: cfg.RespawnLimit},
+		procs:  osProcs{},
 		// A SIGCHLD that arrives while one is pending adds nothing: every
 		// SIGCHLD empties the whole wait queue.
 		chld: make(chan os.Signal, 1),
@@ -165,43 +84,52 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 		// any service could make sense of.
 		sigs: make(chan os.Signal, 256),
 	}
+	s.m = newMachine(&s.cfg, os.Getpid() == 1)
+	return s
 }
 
 // Run starts the service and supervises it until it is over, then returns
 // upshim's exit status. It must be called once, and it owns the process
 // state for as long as it runs.
 func (s *Supervisor) Run() int {
-	// One loop does all the work: a second P buys nothing but memory (a
-	// thread, its stacks, a cache), and setting the value stops the
-	// runtime from re-reading the cgroup's CPU limit on its own. With
-	// --log-file, the pipes' readers and the files' writer work at once.
-	procs := 1
-	if s.cfg.Log.File != "" {
-		procs = 2
+	cleanup, err := s.prepare()
+	defer cleanup()
+	if err != nil {
+		s.fail(err)
+		return exitCodeOf(err)
 	}
-	runtime.GOMAXPROCS(procs)
-	// Catch signals before anything exists that they should reach: a Go
-	// program that has not asked for SIGTERM dies of it with status 2.
-	signal.Notify(s.chld, unix.SIGCHLD)
-	urgent, later := caughtSignals()
-	signal.Notify(s.sigs, urgent...)
-	if err := ignoreReserved(); err != nil {
-		s.logf(levelWarn, "warning: cannot ignore SIGRTMIN (%v): it would kill upshim", err)
+	s.dispatch(event{kind: evStart, at: time.Now()})
+	s.loop()
+	return s.m.code
+}
+
+// prepare does everything the service needs before it starts, in order;
+// the first error stops it. cleanup undoes what was done, error or not.
+func (s *Supervisor) prepare() (cleanup func(), err error) {
+	var undo []func()
+	cleanup = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
 	}
-	if os.Getpid() != 1 {
+	s.tune()
+	s.catchSignals()
+	s.self, s.pgrp = os.Getpid(), unix.Getpgrp()
+	if s.self != 1 {
 		if err := setSubreaper(); err != nil {
 			s.logf(levelWarn, "warning: cannot become a subreaper (%v): orphans will not be reaped or stopped", err)
 		}
 	}
 	setup, err := s.cfg.Setup.resolve()
-	if err == nil && s.cfg.ReadyFD >= 0 {
-		err = s.openReadyFD()
-	}
 	if err != nil {
-		fmt.Fprintf(s.stderr, "upshim: %v\n", err)
-		return ExitUsage
+		return cleanup, usageError{err}
 	}
 	s.setup = setup
+	if s.cfg.ReadyFD >= 0 {
+		if err := s.openReadyFD(); err != nil {
+			return cleanup, usageError{err}
+		}
+	}
 	if s.cfg.Log.File != "" {
 		lc := s.cfg.Log
 		lc.Name, lc.UID, lc.GID = s.cfg.Name, -1, -1
@@ -209,27 +137,24 @@ func (s *Supervisor) Run() int {
 			lc.UID, lc.GID = int(setup.cred.Uid), int(setup.cred.Gid)
 		}
 		if s.sink, err = logging.Open(lc); err != nil {
-			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
-			return ExitUsage
+			return cleanup, usageError{err}
 		}
-		defer s.sink.Close()
+		undo = append(undo, s.sink.Close)
 		setup.files = []uintptr{0, s.sink.Stdout().Fd(), s.sink.Stderr().Fd()}
 	}
 	if s.cfg.Control != "" {
-		s.requests = make(chan request)
+		s.requests = make(chan *request)
 		if s.control, err = listenControl(s.cfg.Control, s.requests); err != nil {
-			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
-			return ExitUsage
+			return cleanup, usageError{err}
 		}
-		defer s.control.close()
+		undo = append(undo, s.control.close)
 	}
 	if s.cfg.DiscardOutput && s.sink == nil {
 		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 		if err != nil {
-			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
-			return ExitUsage
+			return cleanup, usageError{err}
 		}
-		defer devnull.Close()
+		undo = append(undo, func() { devnull.Close() })
 		setup.files = []uintptr{0, devnull.Fd(), devnull.Fd()}
 	}
 	if len(s.cfg.IgnoredStanzas) > 0 {
@@ -243,356 +168,279 @@ func (s *Supervisor) Run() int {
 		}
 		s.notes = make(chan notification, 16)
 		if s.notify, err = listenNotify(uid, s.notes); err != nil {
-			s.logf(levelError, "--expect notify: cannot create NOTIFY_SOCKET: %v", err)
-			return 1
+			return cleanup, fmt.Errorf("--expect notify: cannot create NOTIFY_SOCKET: %v", err)
 		}
-		defer s.notify.close()
+		undo = append(undo, s.notify.close)
 		setup.env = mergeEnv(setup.env, "NOTIFY_SOCKET="+s.notify.path)
 	}
-	s.foreground = terminalForeground()
-
-	path, err := lookPath(s.cfg.Command[0], s.setup.env)
-	if err != nil {
-		s.logf(levelError, "%s: %v", s.cfg.Command[0], err)
-		return spawnFailureCode(err)
+	s.termFG = terminalForeground()
+	if s.path, err = lookPath(s.cfg.Command[0], s.setup.env); err != nil {
+		return cleanup, execError{fmt.Errorf("%s: %w", s.cfg.Command[0], err)}
 	}
-	s.path = path
-	s.beginStart()
+	return cleanup, nil
+}
 
+// tune sets the runtime up for a loop that is idle most of the time.
+func (s *Supervisor) tune() {
+	// One loop does all the work: a second P buys nothing but memory (a
+	// thread, its stacks, a cache), and setting the value stops the
+	// runtime from re-reading the cgroup's CPU limit on its own. With
+	// --log-file, the pipes' readers and the files' writer work at once.
+	procs := 1
+	if s.cfg.Log.File != "" {
+		procs = 2
+	}
+	runtime.GOMAXPROCS(procs)
+}
+
+// catchSignals asks for the signals that would kill or stop upshim before
+// anything exists that they should reach: a Go program that has not asked
+// for SIGTERM dies of it with status 2. The others wait (see the late
+// deadline in loop).
+func (s *Supervisor) catchSignals() {
+	signal.Notify(s.chld, unix.SIGCHLD)
+	urgent, later := caughtSignals()
+	signal.Notify(s.sigs, urgent...)
+	s.late = later
+	if err := ignoreReserved(); err != nil {
+		s.logf(levelWarn, "warning: cannot ignore SIGRTMIN (%v): it would kill upshim", err)
+	}
+}
+
+// loop turns what happens into events until the machine is done.
+func (s *Supervisor) loop() {
 	// The other relayed signals are registered once the service has had
 	// time to start: each costs a round trip to the runtime's signal
 	// thread, together more than the rest of upshim's start-up, and a
 	// signal the service gets before it has set up its handlers would
 	// only kill it.
-	lateC := time.After(lateSignalsAfter)
-	for s.state != stateDone {
+	s.clock.set(slotLate, time.Now().Add(lateSignalsAfter))
+	for s.m.phase != phDone {
 		select {
 		case <-s.chld:
 			s.collect()
 		case sig := <-s.sigs:
 			s.onSignal(sig.(syscall.Signal))
-		case <-s.timerC:
-			s.onTimer()
-		case <-s.hookC:
-			s.onHookTimer()
-		case m := <-s.notes:
-			s.onNotify(m)
+		case now := <-s.clock.c:
+			s.onClock(now)
+		case n := <-s.notes:
+			s.dispatch(event{kind: evNotify, at: time.Now(), note: s.vet(n)})
 		case r := <-s.requests:
-			s.onRequest(r)
-		case <-lateC:
-			signal.Notify(s.sigs, later...)
-			lateC = nil
-			dropStartupPages()
-			s.logf(levelDebug, "relaying every signal")
+			s.dispatch(event{kind: evRequest, at: time.Now(), req: r})
 		}
 	}
-	return s.code
+	s.clock.stop()
 }
 
-// startMain spawns the main process. A command that cannot be executed
-// ends the service with 127 or 126, whether on the first start or on a
-// respawn: upstart did not respawn a job whose exec failed either.
-func (s *Supervisor) startMain() {
-	fg := s.foreground && (!s.ranOnce || terminalForeground() || terminalOwnedBy(s.lastPgrp))
-	pid, err := spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
-	if err != nil {
-		s.logf(levelError, "%s: cannot execute: %v", s.cfg.Command[0], err)
-		code := spawnFailureCode(err)
-		s.next = next{code: code}
-		s.runPostStop("exit-code", syscall.WaitStatus(code<<8))
-		return
-	}
-	s.main, s.mainStart, s.ranOnce, s.lastPgrp, s.mainHasTerminal = pid, time.Now(), true, pid, fg
-	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
-	if s.cfg.Expect == ExpectNone {
-		s.becomeReady()
-		return
-	}
-	s.state = stateStarting
-	if s.cfg.StartTimeout > 0 {
-		s.arm(timerStart, time.Duration(s.cfg.StartTimeout))
-	}
-}
-
-// collect reaps every child that has ended and hands each to onExit. In
-// the last stages of a stop it also notices that nothing is left. Each call
-// reaps into a slice of its own: handling one exit may collect again.
+// collect reaps every child that has ended and hands each to the machine
+// by its role; the end of the pass is an event too, which says whether any
+// child is left.
 func (s *Supervisor) collect() {
-	exits, none := reap(nil)
-	for _, e := range exits {
-		s.onExit(e)
-	}
-	switch s.state {
-	case stateStopping, stateDraining:
-		if none && s.main == 0 && s.hook == nil {
-			s.disarm()
-			if s.stayUp {
-				s.onDown()
-				return
-			}
-			s.state = stateDone
-			for _, r := range s.waiting {
-				r.reply <- "ok stopped; upshim exits"
-			}
-		} else if s.killed {
-			// A process forked while SIGKILL went round may have escaped
-			// the first pass; every exit is a chance to catch it.
-			signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
-		}
-	}
-}
-
-// onExit handles one reaped child.
-func (s *Supervisor) onExit(e exit) {
-	if e.status.Stopped() {
-		s.onStopped(e)
-		return
-	}
-	if s.hook != nil && e.pid == s.hook.pid {
-		s.onHookExit(e)
-		return
-	}
-	if e.pid != s.main {
-		s.logf(levelDebug, "reaped orphan %d, which %s", e.pid, describeStatus(e.status))
-		return
-	}
-	s.main, s.last, s.lastEnded = 0, e.status, true
-	switch {
-	case s.state == stateStarting && s.cfg.Expect.forks() && !s.startTimedOut && !s.stopRequested:
-		s.launcherExited(e)
-	case s.state == stateRunning && s.follow(e):
-		// a daemon that re-forked: the new pid is the main process now
-	case s.hook != nil && s.hook.kind == PostStart:
-		s.deferred = &e // the respawn waits for post-start
-		s.logf(levelDebug, "main process (%d) %s; waiting for post-start", e.pid, describeStatus(e.status))
-	case s.hook != nil && s.hook.kind == PreStop:
-		// onHookExit goes on once pre-stop is done.
-	default:
-		s.mainGone(e)
-	}
-}
-
-// mainGone goes on from the end of the main process: to post-stop and
-// then the end, if upshim was asked to stop, or to the respawn decision.
-func (s *Supervisor) mainGone(e exit) {
-	if s.stopRequested {
-		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(e.status))
-		s.next = next{code: exitCode(e.status), signalled: s.state == stateStopping}
-		s.runPostStop(serviceResult(e.status, true), e.status)
-		return
-	}
-	s.mainEnded(e)
-}
-
-// onStopped handles a child that a signal stopped. When the main process
-// holds the terminal, a Ctrl-Z stopped it, and upshim stops itself so that
-// the shell that started it sees the job stop and takes the terminal back;
-// SIGCONT (fg, bg) continues upshim, which passes it on.
-func (s *Supervisor) onStopped(e exit) {
-	if e.pid == s.main && s.state == stateStarting && s.cfg.Expect == ExpectStop {
-		// --expect stop: the service says it is ready by stopping itself.
-		unix.Kill(e.pid, unix.SIGCONT)
-		s.becomeReady()
-		return
-	}
-	if e.pid != s.main || !s.mainHasTerminal || os.Getpid() == 1 {
-		return
-	}
-	s.logf(levelDebug, "main process (%d) stopped by %s; stopping too", e.pid, SignalName(e.status.StopSignal()))
-	unix.Kill(os.Getpid(), unix.SIGSTOP)
-}
-
-// mainEnded decides, for a main process that ended by itself, between
-// respawning and finishing.
-func (s *Supervisor) mainEnded(e exit) {
-	ws := e.status
-	code := exitCode(ws)
-	result := serviceResult(ws, false)
-	if s.startTimedOut {
-		s.startTimedOut, result = false, "timeout"
-	}
-	normal := s.cfg.NormalExit.Contains(ws) || (s.cfg.Task && ws.Exited() && ws.ExitStatus() == 0)
-	if s.cfg.Respawn && s.mainHasTerminal && ws.Signaled() && (ws.Signal() == unix.SIGINT || ws.Signal() == unix.SIGQUIT) {
-		// Ctrl-C or Ctrl-\ went to the service alone, since it has the
-		// terminal; the user meant to stop it, as a shell would take it.
-		s.logf(levelInfo, "main process (%d) %s from the terminal; not respawning", e.pid, describeStatus(ws))
-		s.stopRequested = true
-		normal = true
-	}
-	if !s.cfg.Respawn || normal {
-		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
-		s.next = next{code: code}
-		s.runPostStop(result, ws)
-		return
-	}
-
+	exits, none := s.procs.reap(s.exits[:0])
+	s.exits = exits
 	now := time.Now()
-	if now.Sub(s.mainStart) >= s.resetAfter() {
-		s.consecutive = 0
-	}
-	s.consecutive++
-	if !s.window.fail(now) {
-		s.logf(levelError, "main process (%d) %s; respawning too fast (%d times within %s), stopped",
-			e.pid, describeStatus(ws), s.window.count, s.cfg.RespawnLimit.Interval)
-		if code == 0 {
-			code = 1
+	for _, e := range exits {
+		if e.status.Stopped() {
+			s.dispatch(event{kind: evMainStopped, at: now, pid: e.pid, sig: e.status.StopSignal()})
+			continue
 		}
-		s.next = next{code: code}
-		s.runPostStop("start-limit-hit", ws)
-		return
+		s.dispatch(event{kind: s.m.roleOf(e.pid), at: now, pid: e.pid, status: e.status})
 	}
-	delay := backoff(time.Duration(s.cfg.RespawnDelay), time.Duration(s.cfg.RespawnDelayMax), s.consecutive)
-	s.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", e.pid, describeStatus(ws), after(delay), s.respawnCount())
-	s.next = next{respawn: true, delay: delay, code: code}
-	s.announce("STATUS=respawning after the main process " + describeStatus(ws))
-	s.runPostStop(result, ws)
+	s.dispatch(event{kind: evReaped, at: now, none: none})
 }
 
-// resetAfter is how long a run must last for the backoff to start again
-// from --respawn-delay: the respawn limit's interval, or 5s without one.
-func (s *Supervisor) resetAfter() time.Duration {
-	if s.cfg.RespawnLimit.Interval > 0 {
-		return s.cfg.RespawnLimit.Interval
-	}
-	return DefaultRespawnLimit.Interval
-}
-
-// respawnCount formats "3/10 within 5s", or "respawn 3, no limit".
-func (s *Supervisor) respawnCount() string {
-	if s.cfg.RespawnLimit.Unlimited() {
-		return "respawn " + itoa(s.respawns+1) + ", no limit"
-	}
-	return itoa(s.window.count) + "/" + itoa(s.cfg.RespawnLimit.Count) + " within " +
-		s.cfg.RespawnLimit.Interval.String()
-}
-
-func after(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return " in " + d.String()
-}
-
-// finish ends the service with upshim exit status code. What the service
-// left behind is given the kill signal (unless signalled says a stop
-// already sent it) and SIGKILL at the deadline; Run returns once nothing
-// is left.
-func (s *Supervisor) finish(code int, signalled bool) {
-	s.code = code
-	s.state = stateDraining
-	if s.collect(); s.state == stateDone || s.purpose == timerKill || s.purpose == timerSweep {
-		return // nothing left, or a deadline already stands
-	}
-	if !signalled {
-		sig := syscall.Signal(s.cfg.KillSignal)
-		n := signalDescendants(sig, s.lastPgrp, s.hookPgid())
-		signalDescendants(unix.SIGCONT, s.lastPgrp, s.hookPgid())
-		left := "processes"
-		if n >= 0 {
-			left = plural(n, "process", "processes")
-		}
-		s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", left, SignalName(sig), s.cfg.KillTimeout)
-	}
-	s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
-}
-
-// onSignal handles one signal sent to upshim.
+// onSignal turns a signal sent to upshim into its event.
 func (s *Supervisor) onSignal(sig syscall.Signal) {
+	kind := evRelaySignal
 	switch sig {
 	case unix.SIGTERM, unix.SIGINT:
-		s.requestStop(sig)
+		kind = evStopSignal
 	case unix.SIGHUP:
-		s.reload()
-	default:
-		if sig == unix.SIGCONT && s.mainHasTerminal && s.main != 0 && terminalForeground() {
-			// fg after a Ctrl-Z gave the terminal back to upshim's group;
-			// the service is the one reading it.
-			unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, s.lastPgrp)
+		kind = evReloadSignal
+	}
+	s.dispatch(event{kind: kind, at: time.Now(), sig: sig})
+}
+
+// onClock handles the one timer: every deadline that has passed.
+func (s *Supervisor) onClock(now time.Time) {
+	for _, slot := range s.clock.due(now) {
+		if slot == slotLate {
+			signal.Notify(s.sigs, s.late...)
+			dropStartupPages()
+			s.logf(levelDebug, "relaying every signal")
+			continue
 		}
-		to := sig
-		if r, ok := s.cfg.Rewrite[Signal(sig)]; ok {
-			if r == 0 {
-				s.logf(levelDebug, "dropped %s (--rewrite)", SignalName(sig))
-				return
+		s.dispatch(event{kind: evDeadline, at: now, dl: s.clock.purpose[slot]})
+	}
+	s.clock.rearm()
+}
+
+// dispatch steps the machine with ev and carries out its effects; effects
+// that have a result (a spawn, a search for the main process) give events
+// that are stepped in turn, before anything else happens.
+func (s *Supervisor) dispatch(ev event) {
+	s.pending = append(s.pending[:0], ev)
+	for i := 0; i < len(s.pending); i++ {
+		for _, e := range s.m.step(s.pending[i]) {
+			s.do(e, s.pending[i].at)
+		}
+	}
+	s.pending = s.pending[:0]
+}
+
+// then queues the result of an effect.
+func (s *Supervisor) then(ev event) { s.pending = append(s.pending, ev) }
+
+// do carries out one effect.
+func (s *Supervisor) do(e effect, now time.Time) {
+	switch e.kind {
+	case effSpawnMain:
+		s.spawnMain(now)
+	case effSpawnHook:
+		s.spawnHook(e, now)
+	case effSignal:
+		s.signal(e)
+	case effArm:
+		s.clock.arm(e.dl, now.Add(e.d))
+	case effDisarm:
+		s.clock.disarm(e.dl)
+	case effAnnounce:
+		msg := e.msg
+		if msg == "RELOADING=1" {
+			msg += "\nMONOTONIC_USEC=" + monotonicUsec()
+		}
+		if err := s.up.send(msg); err != nil {
+			s.logf(levelDebug, "NOTIFY_SOCKET: %v", err)
+		}
+	case effReply:
+		e.req.reply <- e.msg
+	case effLog:
+		s.logf(e.level, "%s", e.msg)
+	case effFindMain:
+		s.findMain(now)
+	case effDrainLogs:
+		if s.sink != nil {
+			s.sink.Drain()
+		}
+	case effReadyFD:
+		if s.readyFD != nil {
+			s.readyFD.Write([]byte{'\n'})
+			s.readyFD.Close()
+			s.readyFD = nil
+		}
+	case effTerminal:
+		if terminalForeground() {
+			unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, e.pid)
+		}
+	case effRotate:
+		s.rotate(e.req)
+	case effPokeReaper:
+		select {
+		case s.chld <- unix.SIGCHLD:
+		default: // a pass is due already
+		}
+	}
+}
+
+// spawnMain starts the main process. A command that cannot be executed
+// ends the service with 127 or 126, whether on the first start or on a
+// respawn: upstart did not respawn a job whose exec failed either. A
+// failure for want of processes, descriptors or memory is a failed run.
+func (s *Supervisor) spawnMain(now time.Time) {
+	last := s.m.inst.pgid
+	fg := s.termFG && (!s.m.ranOnce || terminalForeground() || terminalOwnedBy(last))
+	pid, err := s.procs.spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
+	if err != nil {
+		s.then(event{kind: evSpawnFailed, at: now, err: err, code: spawnFailureCode(err)})
+		return
+	}
+	s.then(event{kind: evSpawned, at: now, pid: pid, fg: fg})
+}
+
+// spawnHook starts a hook with /bin/sh -e -c, under the service's setup
+// plus the effect's variables, in a process group of its own so that a
+// timeout can kill all of it.
+func (s *Supervisor) spawnHook(e effect, now time.Time) {
+	setup := *s.setup
+	setup.env = mergeEnv(append([]string(nil), s.setup.env...), e.env...)
+	argv := []string{"sh", "-e", "-c", s.cfg.Hooks[e.hook]}
+	pid, err := s.procs.spawn(s.cfg.Name, "/bin/sh", argv, &setup, false)
+	if err != nil {
+		s.then(event{kind: evSpawnFailed, at: now, err: err, code: 126})
+		return
+	}
+	s.then(event{kind: evSpawned, at: now, pid: pid})
+}
+
+// signal sends a signal where the machine said. A group is signalled only
+// if it is not upshim's own: a service that joined upshim's group gets the
+// signal alone, and upshim's parent never does.
+func (s *Supervisor) signal(e effect) {
+	switch e.to {
+	case toTree:
+		n := s.procs.signalTree(e.sig, s.m.inst.pgid, e.pid)
+		if e.what == "left behind" && e.sig != unix.SIGCONT && n != 0 {
+			left := "processes"
+			if n > 0 {
+				left = plural(n, "process", "processes")
 			}
-			to = syscall.Signal(r)
-		}
-		s.send(to, s.cfg.SignalGroup, "relay")
-	}
-}
-
-// send delivers sig to the main process, or to its process group. The pid
-// is safe to signal: it is upshim's child and has not been reaped, so the
-// kernel cannot have given it to another process.
-func (s *Supervisor) send(sig syscall.Signal, group bool, why string) {
-	if s.main == 0 {
-		s.logf(levelDebug, "%s %s: no main process", why, SignalName(sig))
-		return
-	}
-	target := s.main
-	if group {
-		if pgid, err := unix.Getpgid(s.main); err == nil {
-			target = -pgid
-		}
-	}
-	if err := unix.Kill(target, sig); err != nil {
-		s.logf(levelWarn, "warning: %s %s to %d: %v", why, SignalName(sig), target, err)
-		return
-	}
-	s.logf(levelDebug, "%s %s to %d", why, SignalName(sig), target)
-}
-
-// requestStop starts the stop sequence: no more respawns, the kill signal
-// per --kill-mode, SIGKILL to everything at the deadline. A second request
-// while stopping does not wait for the deadline.
-func (s *Supervisor) requestStop(sig syscall.Signal) {
-	if s.stopRequested {
-		if !s.killed {
-			s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
-			s.killHooks = true
-			s.killEverything()
+			s.logf(levelInfo, "the service left %s behind; sent %s, SIGKILL in %s", left, SignalName(e.sig), s.cfg.KillTimeout)
 		}
 		return
+	case toSelf:
+		s.procs.signal(s.self, e.sig)
+		return
 	}
-	s.stopRequested = true
-	why := "got " + SignalName(sig)
-	if sig == 0 {
-		why = "asked over --control"
-	}
-	s.logf(levelDebug, "%s; stopping (%s)", why, s.state)
-	switch s.state {
-	case stateDown:
-		s.state = stateDone
-	case stateBackoff:
-		s.disarm()
-		s.logf(levelInfo, "%s; respawn cancelled", why)
-		s.finish(exitCode(s.last), false)
-	case stateStarting:
-		s.sendKill()
-	case statePreStart:
-		// The service has not started: stop the hook instead, and do not
-		// let it hang the stop (upstart's worst hang).
-		s.stopHook()
-	case stateRunning:
-		if s.hook != nil {
-			s.stopHook() // post-start; the stop goes on once it has ended
-			return
+	target := e.pid
+	switch e.to {
+	case toMainGroup:
+		// The group as it is now: a daemon may have called setsid since
+		// it was adopted. The main process is upshim's unreaped child, so
+		// its pid cannot have been reused.
+		if g, err := unix.Getpgid(e.pid); err == nil && g != s.pgrp && g > 1 {
+			target = -g
 		}
-		s.beginStop()
+	case toHookGroup:
+		if e.pid != s.pgrp {
+			target = -e.pid
+		}
 	}
-	// statePreStop, stateStopping, statePostStop, stateDraining: under way.
+	if target == 0 || target == s.self {
+		return
+	}
+	if err := s.procs.signal(target, e.sig); err != nil {
+		s.logf(levelWarn, "warning: %s %s to %d: %v", e.what, SignalName(e.sig), target, err)
+		return
+	}
+	s.logf(levelDebug, "%s %s to %d", e.what, SignalName(e.sig), target)
 }
 
-// reload sends the reload signal to the main process and tells the outer
-// supervisor. Under --expect notify the service's own READY=1 ends the
-// reload; otherwise upshim cannot know more than that the signal went.
-func (s *Supervisor) reload() {
-	s.reloading = true
-	s.announce("RELOADING=1\nMONOTONIC_USEC=" + monotonicUsec())
-	s.send(syscall.Signal(s.cfg.ReloadSignal), false, "reload")
-	if s.cfg.Expect != ExpectNotify {
-		s.announce("READY=1")
+// findMain looks for the process a forking service's launcher left behind:
+// by pidfile, or as the one child upshim has adopted.
+func (s *Supervisor) findMain(now time.Time) {
+	pid, retry, err := s.survivor()
+	if err != nil {
+		s.then(event{kind: evNotFound, at: now, err: err, retry: retry})
+		return
 	}
+	pgid := pid
+	if g, err := unix.Getpgid(pid); err == nil {
+		pgid = g
+	}
+	s.then(event{kind: evFound, at: now, pid: pid, pgid: pgid})
+}
+
+// rotate rotates the log files, for `ctl rotate`.
+func (s *Supervisor) rotate(r *request) {
+	if s.sink == nil {
+		r.reply <- "error no --log-file to rotate"
+		return
+	}
+	if err := s.sink.Rotate(); err != nil {
+		r.reply <- "error " + err.Error()
+		return
+	}
+	r.reply <- "ok rotated " + s.cfg.Log.File
 }
 
 // openReadyFD checks --ready-fd and keeps it from the service.
@@ -606,100 +454,8 @@ func (s *Supervisor) openReadyFD() error {
 	return nil
 }
 
-// sendKill sends the kill signal per --kill-mode and arms the deadline for
-// SIGKILL to everything.
-func (s *Supervisor) sendKill() {
-	s.announce("STOPPING=1")
-	kill := syscall.Signal(s.cfg.KillSignal)
-	s.logf(levelDebug, "stopping main process (%d) with %s", s.main, SignalName(kill))
-	s.state = stateStopping
-	s.signalStop(kill)
-	if kill != unix.SIGKILL && kill != unix.SIGCONT {
-		// A stopped process would hold the kill signal until continued.
-		s.signalStop(unix.SIGCONT)
-	}
-	s.arm(timerKill, time.Duration(s.cfg.KillTimeout))
-}
-
-// signalStop sends sig to whom --kill-mode names.
-func (s *Supervisor) signalStop(sig syscall.Signal) {
-	switch s.cfg.KillMode {
-	case KillProcess:
-		s.send(sig, false, "stop")
-	case KillGroup:
-		s.send(sig, true, "stop")
-	case KillAll:
-		signalDescendants(sig, s.lastPgrp, s.hookPgid())
-	}
-}
-
-// hookPgid is the running hook's process group, which stop signals to
-// "everything" leave alone, or 0. A second stop request kills it too.
-func (s *Supervisor) hookPgid() int {
-	if s.hook == nil || s.killHooks {
-		return 0
-	}
-	return s.hook.pid
-}
-
-// killEverything sends SIGKILL to every descendant and re-checks until the
-// last one is reaped.
-func (s *Supervisor) killEverything() {
-	s.killed = true
-	signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
-	s.arm(timerSweep, sweepInterval)
-}
-
-// onTimer handles the one timer firing.
-func (s *Supervisor) onTimer() {
-	purpose := s.purpose
-	s.timerC, s.purpose = nil, timerNone
-	switch purpose {
-	case timerRespawn:
-		if s.state == stateBackoff {
-			s.beginStart()
-		}
-	case timerKill:
-		if s.state == stateStopping || s.state == stateDraining || s.state == statePostStop {
-			s.logf(levelInfo, "still running after %s; sending SIGKILL", s.cfg.KillTimeout)
-			s.killEverything()
-		}
-	case timerStart:
-		s.onStartTimer()
-	case timerSweep:
-		s.collect()
-		if s.state != stateDone {
-			signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
-			s.arm(timerSweep, sweepInterval)
-		}
-	}
-}
-
-// arm sets the one timer for purpose, replacing whatever it was set for.
-func (s *Supervisor) arm(purpose timerPurpose, d time.Duration) {
-	s.disarm()
-	s.timer = time.NewTimer(d)
-	s.timerC, s.purpose = s.timer.C, purpose
-}
-
-// disarm stops the timer, if set.
-func (s *Supervisor) disarm() {
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	s.timerC, s.purpose = nil, timerNone
-}
-
-// Message levels: errors always print, --quiet hides info and warnings,
-// --verbose adds debug.
-const (
-	levelError = -1
-	levelWarn  = 0
-	levelInfo  = 0
-	levelDebug = 1
-)
-
-// logf writes one message line, prefixed upshim[NAME]:, to stderr.
+// logf writes one message line, prefixed upshim[NAME]:, to stderr and to
+// the log file. Every line upshim writes about the service goes through it.
 func (s *Supervisor) logf(level int, format string, args ...any) {
 	if level > s.cfg.Verbosity {
 		return
@@ -715,7 +471,18 @@ func (s *Supervisor) logf(level int, format string, args ...any) {
 	}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
+// fail reports a start-up error. A usage error is about the command line,
+// not yet about the service, and says so with upshim's bare prefix, as
+// the flag parser's errors do.
+func (s *Supervisor) fail(err error) {
+	var usage usageError
+	if errors.As(err, &usage) {
+		s.msg = fmt.Appendf(s.msg[:0], "upshim: %v\n", err)
+		s.stderr.Write(s.msg)
+		return
+	}
+	s.logf(levelError, "%v", err)
+}
 
 func plural(n int, one, many string) string {
 	if n == 1 {
