@@ -307,6 +307,10 @@ const (
 func (m *machine) step(ev event) []effect {
 	m.eff = m.eff[:0]
 	switch ev.kind {
+	case evMainExit, evLauncherExit, evHookExit, evOrphanExit:
+		ev.kind = m.roleOf(ev.pid) // an exit's role is the machine's to say
+	}
+	switch ev.kind {
 	case evStart:
 		if m.phase == phInit {
 			m.beginStart()
@@ -1160,10 +1164,10 @@ func (m *machine) onNotify(ev event) {
 		m.status = v
 		m.announce("STATUS=" + v)
 	}
-	if n.fields["STOPPING"] == "1" {
+	if n.fields["STOPPING"] == "1" && m.serving() {
 		m.announce("STOPPING=1")
 	}
-	if n.fields["RELOADING"] == "1" {
+	if n.fields["RELOADING"] == "1" && m.serving() {
 		m.reloading = true
 		m.announce("RELOADING=1")
 	}

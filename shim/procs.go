@@ -21,6 +21,8 @@ type procs interface {
 	// reap collects every child that has ended or stopped; none says no
 	// child is left at all.
 	reap(buf []exit) (exits []exit, none bool)
+	// group is the process group of pid.
+	group(pid int) (int, error)
 	// children lists upshim's own live children.
 	children() []int
 	// parent is the parent pid of pid, or 0.
@@ -53,3 +55,5 @@ func (osProcs) children() []int {
 }
 
 func (osProcs) parent(pid int) int { return parentOf(pid) }
+
+func (osProcs) group(pid int) (int, error) { return unix.Getpgid(pid) }

@@ -397,7 +397,7 @@ func (s *Supervisor) signal(e effect) {
 		// The group as it is now: a daemon may have called setsid since
 		// it was adopted. The main process is upshim's unreaped child, so
 		// its pid cannot have been reused.
-		if g, err := unix.Getpgid(e.pid); err == nil && g != s.pgrp && g > 1 {
+		if g, err := s.procs.group(e.pid); err == nil && g != s.pgrp && g > 1 {
 			target = -g
 		}
 	case toHookGroup:
@@ -424,7 +424,7 @@ func (s *Supervisor) findMain(now time.Time) {
 		return
 	}
 	pgid := pid
-	if g, err := unix.Getpgid(pid); err == nil {
+	if g, err := s.procs.group(pid); err == nil {
 		pgid = g
 	}
 	s.then(event{kind: evFound, at: now, pid: pid, pgid: pgid})
