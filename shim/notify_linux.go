@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,28 +75,57 @@ func listenNotify(uid int, out chan<- notification) (*notifySocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &notifySocket{dir: dir, path: filepath.Join(dir, "notify")}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err == nil {
-		err = unix.Bind(fd, &unix.SockaddrUnix{Name: n.path})
-	}
-	if err == nil {
-		// Without it the kernel attaches no credentials to check.
-		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	}
-	if err == nil && uid >= 0 {
-		// The service runs as another user: it must reach the socket.
-		if err = os.Chown(dir, uid, -1); err == nil {
-			err = os.Chown(n.path, uid, -1)
+	n := &notifySocket{dir: dir, path: filepath.Join(dir, "notify"), fd: -1}
+	if err := n.create(uid); err != nil {
+		if n.fd >= 0 {
+			unix.Close(n.fd)
 		}
-	}
-	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	n.fd = fd
 	go n.read(out)
 	return n, nil
+}
+
+// create binds the socket and, for a service of another user, gives it
+// the socket and then the directory. Once the directory is the user's,
+// the user can put a link in place of anything in it, so every step
+// works on descriptors or does not follow links, and the socket is given
+// first, while the directory is still root's alone. (Chowning both by
+// path let a link renamed over the socket in between have root chown
+// the link's target.)
+func (n *notifySocket) create(uid int) error {
+	dirfd, err := unix.Open(n.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	// MkdirTemp made it 0700 and ours; a directory swapped in since is not.
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return err
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 {
+		return fmt.Errorf("%s: replaced while upshim set it up", n.dir)
+	}
+	if n.fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		return err
+	}
+	if err := unix.Bind(n.fd, &unix.SockaddrUnix{Name: n.path}); err != nil {
+		return err
+	}
+	// Without it the kernel attaches no credentials to check.
+	if err := unix.SetsockoptInt(n.fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		return err
+	}
+	if uid < 0 {
+		return nil
+	}
+	// The service runs as another user: it must reach the socket.
+	if err := unix.Fchownat(dirfd, "notify", uid, -1, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	return unix.Fchown(dirfd, uid, -1)
 }
 
 // read passes every datagram with credentials on to the loop. It is the

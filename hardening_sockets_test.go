@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The hardening tests of upshim's sockets: the service's NOTIFY_SOCKET,
+// the control socket and its client. Some need a process of another user
+// (an attacker, a stranger's socket): that is this test binary, copied
+// where upshimtest can run it, and turned by UPSHIM_TEST_HELPER into one
+// of the helpers below before any test starts.
+
+func init() {
+	helper := os.Getenv("UPSHIM_TEST_HELPER")
+	if helper == "" {
+		return
+	}
+	switch helper {
+	case "notify-attacker":
+		notifyAttacker(os.Getenv("RACE_DIR"), os.Getenv("RACE_TARGET"))
+	case "control-attacker":
+		controlAttacker(os.Getenv("RACE_SOCKET"), os.Getenv("RACE_TARGET"))
+	case "fake-control":
+		fakeControl(os.Getenv("RACE_SOCKET"))
+	default:
+		fmt.Fprintln(os.Stderr, "unknown UPSHIM_TEST_HELPER", helper)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// notifyAttacker plays the service's user against `--user X --expect
+// notify`: as soon as an upshim-notify-* directory appears in dir, it
+// tries to rename a link to target over the socket in it, until the
+// directory lets it or is gone. It prints "renamed" for every link it got
+// in place.
+func notifyAttacker(dir, target string) {
+	// Non-blocking, and polled: waking up from a blocking read takes
+	// longer than the window it races for.
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err == nil {
+		_, err = unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_ONLYDIR)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inotify:", err)
+		os.Exit(1)
+	}
+	link := filepath.Join(dir, "link-"+strconv.Itoa(os.Getpid()))
+	fmt.Println("ready")
+	buf := make([]byte, 64<<10)
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			nameLen := int(binary.NativeEndian.Uint32(buf[off+12:]))
+			name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+nameLen]), "\x00")
+			off += unix.SizeofInotifyEvent + nameLen
+			if !strings.HasPrefix(name, "upshim-notify-") {
+				continue
+			}
+			os.Remove(link)
+			os.Symlink(target, link)
+			dst := filepath.Join(dir, name, "notify")
+			// EACCES until the directory is the attacker's; ENOENT once
+			// upshim has removed it.
+			for range 200000 {
+				err := unix.Rename(link, dst)
+				if err == nil {
+					fmt.Println("renamed")
+				}
+				if err == nil || err == unix.ENOENT {
+					break
+				}
+			}
+		}
+	}
+}
+
+// controlAttacker plays a user who can write the control socket's
+// directory: whenever a socket is at sock, it renames a link to target
+// over it, and prints "renamed". It spins: the window it races for is a
+// few system calls wide. The test kills it.
+func controlAttacker(sock, target string) {
+	link := sock + ".link"
+	fmt.Println("ready")
+	for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); {
+		var st unix.Stat_t
+		if unix.Lstat(sock, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			continue
+		}
+		os.Symlink(target, link)
+		if unix.Rename(link, sock) == nil {
+			fmt.Println("renamed")
+		}
+	}
+}
+
+// fakeControl is a stranger's socket where an upshim's could be: it prints
+// "got LINE" for every request it reads, and answers with a forged status.
+func fakeControl(sock string) {
+	l, err := net.Listen("unix", sock)
+	if err == nil {
+		err = os.Chmod(sock, 0o777)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "listen:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(deadline))
+			if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+				fmt.Println("got " + strings.TrimSpace(line))
+			}
+			c.Write([]byte("ok sleep: running, pid 1, up 9999h\n"))
+		}()
+	}
+}
+
+// testUser returns upshimtest's uid and gid, creating the user if need
+// be; it skips the test when not root.
+func testUser(t *testing.T) (uid, gid int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root to act as another user")
+	}
+	if err := ensureTestUser(); err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.Lookup("upshimtest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ = strconv.Atoi(u.Uid)
+	gid, _ = strconv.Atoi(u.Gid)
+	return uid, gid
+}
+
+// publicDir makes a directory everyone may enter, removed after the test.
+func publicDir(t *testing.T, mode os.FileMode) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "upshim-pub-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// publicCopy copies this test binary where upshimtest can run it, under
+// name: a name of TestMain's table (sdnotify) makes it that program.
+func publicCopy(t *testing.T, name string) string {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(publicDir(t, 0o755), name)
+	in, err := os.Open(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
+	if err == nil {
+		_, err = io.Copy(out, in)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// helperProc is a helper of init running as upshimtest, with the lines
+// it printed.
+type helperProc struct {
+	mu    sync.Mutex
+	lines []string
+	ready chan struct{}
+}
+
+func (h *helperProc) count(prefix string) (n int, lines []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, l := range h.lines {
+		if strings.HasPrefix(l, prefix) {
+			n++
+			lines = append(lines, l)
+		}
+	}
+	return n, lines
+}
+
+// startHelperAsTestUser runs the init helper named kind as upshimtest, with
+// env, and waits until it says it is ready. The test kills it at the end.
+func startHelperAsTestUser(t *testing.T, kind string, env ...string) *helperProc {
+	t.Helper()
+	uid, gid := testUser(t)
+	cmd := exec.Command(publicCopy(t, "upshim-test-helper"))
+	cmd.Env = append(os.Environ(), append([]string{"UPSHIM_TEST_HELPER=" + kind}, env...)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}},
+	}
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helperProc{ready: make(chan struct{})}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				close(h.ready)
+				continue
+			}
+			h.mu.Lock()
+			h.lines = append(h.lines, sc.Text())
+			h.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-read
+		cmd.Wait()
+	})
+	select {
+	case <-h.ready:
+	case <-read:
+		t.Fatalf("helper %s ended before it was ready", kind)
+	case <-time.After(deadline):
+		t.Fatalf("helper %s not ready after %s", kind, deadline)
+	}
+	return h
+}
+
+// runBounded runs argv (upshim, or a wrapper of it) with env to its end,
+// killing it after the deadline, and returns its exit status and stderr.
+func runBounded(t *testing.T, env []string, argv ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("%s still running after %s; stderr:\n%s", strings.Join(argv, " "), deadline, stderr.String())
+	}
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// widened returns upshim's command line, under strace when it is there
+// so that each of the calls named takes 50 ms longer (they wait before
+// they start), and how many starts a race against it should take: a
+// window that wide is won at once, a natural one rarely.
+func widened(t *testing.T, calls string) (argv []string, starts int) {
+	t.Helper()
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Logf("no strace: racing a window a few system calls wide")
+		return []string{upshimBinary(t)}, 300
+	}
+	return []string{strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=" + calls,
+		"-e", "inject=" + calls + ":delay_enter=50000", upshimBinary(t)}, 5
+}
+
+// ownerAndMode is a file's owner uid and permission bits.
+func ownerAndMode(t *testing.T, path string) (int, os.FileMode) {
+	t.Helper()
+	st, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(st.Sys().(*syscall.Stat_t).Uid), st.Mode().Perm()
+}
+
+// The service's user, racing upshim's set-up of NOTIFY_SOCKET with a link
+// renamed over the socket, never gets root to chown the link's target.
+// (It did: the directory was chowned by path before the socket.)
+func TestNotifySocketSetupFollowsNoLink(t *testing.T) {
+	raceDir := publicDir(t, 0o1777) // as /tmp
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	attacker := startHelperAsTestUser(t, "notify-attacker", "RACE_DIR="+raceDir, "RACE_TARGET="+victim)
+	// Between two chowns by path, the window to rename a link in.
+	upshim, starts := widened(t, "fchownat,fchown")
+	for i := range starts {
+		code, stderr := runBounded(t, []string{"TMPDIR=" + raceDir},
+			append(upshim, "--user", "upshimtest", "--expect", "notify", "--start-timeout", "1", "--", "true")...)
+		if uid, mode := ownerAndMode(t, victim); uid != 0 || mode != 0o600 {
+			t.Fatalf("after %d starts, root-only %s is owned by uid %d, mode %04o (upshim exit %d: %s)", i+1, victim, uid, mode, code, stderr)
+		}
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "secret\n" {
+		t.Fatalf("victim: %q, %v", b, err)
+	}
+	// The race was run: the attacker got its link into upshim's directory,
+	// only too late to matter.
+	n, _ := attacker.count("renamed")
+	if n == 0 {
+		t.Fatalf("in %d starts the attacker never got a link in: the race was not tried", starts)
+	}
+	t.Logf("the attacker got its link in %d times in %d starts", n, starts)
+}
+
+// A service running as another user can still use its NOTIFY_SOCKET.
+func TestNotifySocketServesOtherUser(t *testing.T) {
+	testUser(t)
+	sdnotify := publicCopy(t, "sdnotify")
+	up := listenUpward(t)
+	t.Setenv("NOTIFY_SOCKET", up.path)
+	r := startShim(t, "--user", "upshimtest", "--expect", "notify", "--start-timeout", "10s", "--", "sh", "-c",
+		sdnotify+` "STATUS=as $(id -un)" READY=1 && exec sleep 300`)
+	up.expect("STATUS=as upshimtest")
+	up.expect("READY=1")
+	r.signal(syscall.SIGTERM)
+	r.wait()
+	r.assertNothingLeft()
+}
