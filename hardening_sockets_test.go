@@ -366,3 +366,25 @@ func TestNotifySocketServesOtherUser(t *testing.T) {
 	r.wait()
 	r.assertNothingLeft()
 }
+
+// upshim ctl talks only to a socket served by root or its own uid: a
+// stranger's socket where upshim's should be gets no request, and its
+// answer is not believed.
+func TestCtlRefusesStrangersSocket(t *testing.T) {
+	uid, _ := testUser(t)
+	dir := publicDir(t, 0o755)
+	if err := os.Chown(dir, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "app.sock")
+	fake := startHelperAsTestUser(t, "fake-control", "RACE_SOCKET="+sock)
+	cmd := exec.Command(upshimBinary(t), "ctl", "--control", sock, "status")
+	out, err := cmd.CombinedOutput()
+	want := fmt.Sprintf("upshim: ctl status: %s: refused: the socket is served by uid %d, not by root or uid 0", sock, uid)
+	if cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), want) {
+		t.Fatalf("ctl status against uid %d's socket: %v, %q; want exit 1 and %q", uid, err, out, want)
+	}
+	if n, got := fake.count("got "); n != 0 {
+		t.Fatalf("the stranger's socket was sent %q", got)
+	}
+}

@@ -187,10 +187,20 @@ func Ctl(path string, verb string, args ...string) (answer string, code int) {
 		return fmt.Sprintf("%s: %v", path, err), CtlError
 	}
 	defer unix.Close(fd)
-	msg := strings.Join(append([]string{ControlVersion, verb}, args...), " ") + "\n"
-	if err := unix.Sendto(fd, []byte(msg), unix.MSG_NOSIGNAL, nil); err != nil {
-		return err.Error(), CtlError
+	// A socket in a directory others can write may be a stranger's: its
+	// answers are not upshim's, and the request is not for it to see. The
+	// kernel says who called listen.
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return fmt.Sprintf("%s: cannot tell who listens there: %v", path, err), CtlError
 	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() && int(cred.Uid) != os.Geteuid() {
+		return fmt.Sprintf("%s: refused: the socket is served by uid %d, not by root or uid %d, so it is not an upshim to trust", path, cred.Uid, os.Getuid()), CtlError
+	}
+	msg := strings.Join(append([]string{ControlVersion, verb}, args...), " ") + "\n"
+	// A refusal (permission, busy) may come, and the connection close,
+	// before the request is sent: the answer is read all the same.
+	sendErr := unix.Sendto(fd, []byte(msg), unix.MSG_NOSIGNAL, nil)
 	var out []byte
 	buf := make([]byte, 4096)
 	for {
@@ -208,6 +218,9 @@ func Ctl(path string, verb string, args ...string) (answer string, code int) {
 		if rest, found := strings.CutPrefix(line, prefix); found {
 			return strings.TrimPrefix(rest, " "), code
 		}
+	}
+	if sendErr != nil {
+		return fmt.Sprintf("%s: cannot send the request: %v", path, sendErr), CtlError
 	}
 	return "no answer from " + path, CtlError
 }
