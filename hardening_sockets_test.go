@@ -367,6 +367,38 @@ func TestNotifySocketServesOtherUser(t *testing.T) {
 	r.assertNothingLeft()
 }
 
+// A user who can write the control socket's directory, racing upshim's
+// set-up with a link renamed over the socket, never gets root to chmod the
+// link's target. (It did: os.Chmod after bind followed the link.)
+func TestControlSocketSetupFollowsNoLink(t *testing.T) {
+	dir := publicDir(t, 0o777)
+	sock := filepath.Join(dir, "c.sock")
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.WriteFile(target, []byte("x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(target, 0o644)
+	attacker := startHelperAsTestUser(t, "control-attacker", "RACE_SOCKET="+sock, "RACE_TARGET="+target)
+	// Between bind and a chmod by path, the window to rename a link in.
+	upshim, starts := widened(t, "fchmodat,fchmod")
+	for i := range starts {
+		os.Remove(sock) // the attacker's link, if it won the last round
+		code, stderr := runBounded(t, nil, append(upshim, "--control", sock, "--", "true")...)
+		if uid, mode := ownerAndMode(t, target); uid != 0 || mode != 0o644 {
+			t.Fatalf("after %d starts, %s is mode %04o, uid %d (upshim exit %d: %s)", i+1, target, mode, uid, code, stderr)
+		}
+		// The attacker may win a round, before upshim looks (its link
+		// was left there) or just after bind: upshim then refuses.
+		if code != 0 && !strings.Contains(stderr, "--control "+sock+": replaced by something else while upshim set it up") &&
+			!strings.Contains(stderr, "--control "+sock+": exists and is not a socket") {
+			t.Fatalf("upshim exit %d: %s", code, stderr)
+		}
+	}
+	if n, _ := attacker.count("renamed"); n == 0 {
+		t.Fatalf("in %d starts the attacker never replaced the socket: the race was not tried", starts)
+	}
+}
+
 // upshim ctl talks only to a socket served by root or its own uid: a
 // stranger's socket where upshim's should be gets no request, and its
 // answer is not believed.
@@ -386,5 +418,200 @@ func TestCtlRefusesStrangersSocket(t *testing.T) {
 	}
 	if n, got := fake.count("got "); n != 0 {
 		t.Fatalf("the stranger's socket was sent %q", got)
+	}
+}
+
+// threads is the number of threads of process pid.
+func threads(t *testing.T, pid int) int {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	t.Fatalf("no Threads: in /proc/%d/status", pid)
+	return 0
+}
+
+// Idle control clients cost upshim no thread (each pinned one, and
+// 10,000 of them crashed it), and they cannot keep others out: ctl still
+// answers while 2,000 stay connected.
+func TestControlIdleClientsCostNoThread(t *testing.T) {
+	const clients = 2000
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Max < clients+100 {
+		skipOrFail(t, "needs %d descriptors (RLIMIT_NOFILE %d)", clients+100, lim.Max)
+	}
+	if lim.Cur < clients+100 {
+		old := lim
+		lim.Cur = clients + 100
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
+	}
+	r, sock := startControlled(t, "--", "sleep", "300")
+	pid := r.cmd.Process.Pid
+	before := threads(t, pid)
+	conns := make([]net.Conn, 0, clients)
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	end := time.Now().Add(deadline)
+	for len(conns) < clients {
+		c, err := net.Dial("unix", sock)
+		if errors.Is(err, unix.EAGAIN) && time.Now().Before(end) {
+			time.Sleep(time.Millisecond) // the backlog is full: upshim is accepting
+			continue
+		}
+		if err != nil {
+			t.Fatalf("after %d connections: %v", len(conns), err)
+		}
+		conns = append(conns, c)
+	}
+	if out := mustCtl(t, sock, "status"); !strings.HasPrefix(out, "sleep: running") {
+		t.Fatalf("status with %d idle clients: %q", clients, out)
+	}
+	if n := threads(t, pid); n > before+10 {
+		t.Fatalf("upshim went from %d to %d threads with %d idle control clients", before, n, clients)
+	}
+	// The client idle longest was closed to make room, and told why.
+	conns[0].SetReadDeadline(time.Now().Add(deadline))
+	b, _ := io.ReadAll(conns[0])
+	if !strings.HasPrefix(string(b), "error closed: idle") {
+		t.Fatalf("the first idle client got %q", b)
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
+
+// A client gets ControlIdleTimeout (5 s) from connecting to send its
+// request, however it trickles it in (a timeout per read let one byte
+// every 4 s keep a connection for a minute).
+func TestControlIdleClientCutOff(t *testing.T) {
+	r, sock := startControlled(t, "--", "sleep", "300")
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	answer := make(chan string, 1)
+	go func() {
+		c.SetReadDeadline(time.Now().Add(deadline))
+		b, _ := io.ReadAll(c)
+		answer <- string(b)
+	}()
+	// "upshim/1 status\n", one byte every 500 ms: complete after 8 s.
+	var got string
+	req := "upshim/1 status\n"
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+trickle:
+	for i := 0; ; {
+		select {
+		case got = <-answer:
+			break trickle
+		case <-tick.C:
+			if i < len(req) {
+				c.Write([]byte{req[i]})
+				i++
+			}
+		}
+	}
+	took := time.Since(start)
+	if !strings.HasPrefix(got, "error no request line within 5s") || took < 4*time.Second || took > 8*time.Second {
+		t.Fatalf("after %s the trickling client got %q", took.Round(time.Millisecond), got)
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
+
+// ctlBounded is ctl that gives up after d (a dead accept loop made ctl
+// hang for good).
+func ctlBounded(t *testing.T, d time.Duration, sock string, args ...string) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, upshimBinary(t), append([]string{"ctl", "--control", sock}, args...)...)
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return fmt.Sprintf("no answer after %s", d), false
+	}
+	return strings.TrimSpace(string(out)), err == nil
+}
+
+// Running out of descriptors (EMFILE) stops accept only for a while: the
+// client idle longest is closed to free one, and once the clients are
+// gone ctl works again. (One accept error ended the loop for good.)
+func TestControlAcceptSurvivesEMFILE(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "upshim.sock")
+	r := startShimCmd(t, exec.Command("sh", "-c", `ulimit -n 20 && exec "$0" "$@"`,
+		upshimBinary(t), "--control", sock, "--", "sleep", "300"))
+	eventually(t, func() (bool, string) {
+		_, ok := ctl(t, sock, "status")
+		return ok, "upshim never answered on " + sock
+	})
+	// More clients than upshim has descriptors; a full backlog makes a
+	// connect wait, so each gets a second.
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 40 {
+		if c, err := net.DialTimeout("unix", sock, time.Second); err == nil {
+			conns = append(conns, c)
+		}
+	}
+	if out, ok := ctlBounded(t, deadline, sock, "status"); !ok || !strings.HasPrefix(out, "sleep: running") {
+		t.Fatalf("status with %d clients connected, upshim out of descriptors: %q", len(conns), out)
+	}
+	// Some clients were closed for want of descriptors: EMFILE was hit.
+	freed := 0
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		b, _ := io.ReadAll(c)
+		if strings.HasPrefix(string(b), "error closed: upshim ran out of descriptors") {
+			freed++
+		}
+	}
+	if freed == 0 {
+		t.Fatalf("none of %d clients was closed for want of descriptors: EMFILE was never hit", len(conns))
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	for range 3 {
+		if out, ok := ctlBounded(t, deadline, sock, "status"); !ok || !strings.HasPrefix(out, "sleep: running") {
+			t.Fatalf("status after the clients left: %q", out)
+		}
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
+
+// The answer to ctl exit with the service down is written before upshim
+// exits (it was lost 7 times in 20).
+func TestControlExitAnswersBeforeExit(t *testing.T) {
+	for i := range 30 {
+		r, sock := startControlled(t, "--", "sleep", "300")
+		if out := mustCtl(t, sock, "stop"); !strings.HasPrefix(out, "stopped") {
+			t.Fatalf("round %d: stop answered %q", i, out)
+		}
+		if out, ok := ctl(t, sock, "exit"); !ok || out != "exiting" {
+			t.Fatalf("round %d: exit answered %q (ok %v)", i, out, ok)
+		}
+		r.wait()
 	}
 }

@@ -217,9 +217,9 @@ func (s *Supervisor) Run() int {
 	}
 	if s.cfg.Control != "" {
 		s.requests = make(chan request)
-		if s.control, err = listenControl(s.cfg.Control, s.requests); err != nil {
+		if s.control, err = listenControl(s.cfg.Control, s.requests, s.warnAsync); err != nil {
 			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
-			return ExitUsage
+			return controlExitCode(err)
 		}
 		defer s.control.close()
 	}
