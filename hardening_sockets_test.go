@@ -615,3 +615,26 @@ func TestControlExitAnswersBeforeExit(t *testing.T) {
 		r.wait()
 	}
 }
+
+// Out of descriptors (ulimit -n), every message names what upshim was
+// setting up: at 12, one said only "upshim: too many open files". Below
+// about 9 the Go runtime aborts before upshim runs (see the README).
+func TestOutOfDescriptorsSaysWhat(t *testing.T) {
+	for n := 9; n <= 20; n++ {
+		dir := t.TempDir()
+		code, stderr := runBounded(t, nil, "sh", "-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(n),
+			upshimBinary(t), "--control", dir+"/s.sock", "--log-file", dir+"/a.log", "--expect", "notify", "--start-timeout", "5", "--", "true")
+		if strings.Contains(stderr, "fatal error: runtime") {
+			continue // the runtime's own limit
+		}
+		for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+			named := false
+			for _, what := range []string{"--control " + dir + "/s.sock: ", "--log-file " + dir + "/a.log: ", "NOTIFY_SOCKET: ", "true: "} {
+				named = named || strings.Contains(line, what)
+			}
+			if line != "" && (!named || strings.Contains(line, "<nil>")) {
+				t.Errorf("ulimit -n %d: exit %d, a message that names nothing: %q", n, code, line)
+			}
+		}
+	}
+}

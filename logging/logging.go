@@ -127,7 +127,7 @@ func Open(cfg Config) (*Sink, error) {
 		r, wr, err := os.Pipe()
 		if err != nil {
 			s.Close()
-			return nil, err
+			return nil, fmt.Errorf("--log-file %s: cannot create a pipe for the service's output: %v", cfg.File, err)
 		}
 		// A larger pipe means fewer, larger reads when the service is busy.
 		// (Through Control: Fd would make the read end blocking, and a
