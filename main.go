@@ -438,7 +438,9 @@ func applyJob(cfg *shim.Config, job *jobfile.Job, fs *pflag.FlagSet) error {
 	switch job.Console {
 	case "log":
 		if unset("log-file") {
+			// Written as root, as upstart did, in root's directory.
 			cfg.Log.File = "/var/log/upstart/" + job.Name + ".log"
+			cfg.Log.InitOwned = true
 		}
 	case "none":
 		if unset("log-file") {

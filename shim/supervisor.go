@@ -207,6 +207,10 @@ func (s *Supervisor) Run() int {
 		lc.Name, lc.UID, lc.GID = s.cfg.Name, -1, -1
 		if setup.cred != nil {
 			lc.UID, lc.GID = int(setup.cred.Uid), int(setup.cred.Gid)
+			lc.KeepGroups = setup.cred.NoSetGroups
+			for _, g := range setup.cred.Groups {
+				lc.Groups = append(lc.Groups, int(g))
+			}
 		}
 		if s.sink, err = logging.Open(lc); err != nil {
 			fmt.Fprintf(s.stderr, "upshim: %v\n", err)
