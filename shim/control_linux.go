@@ -328,6 +328,17 @@ func (s *Supervisor) onRequest(r request) {
 			r.reply <- "ok " + s.startedText()
 			return
 		}
+		if s.stopRequested && !s.stayUp {
+			// A stop that ends upshim (TERM, ctl exit) is under way: a
+			// stop waits for it, a restart cannot undo it.
+			if r.verb == "restart" {
+				r.reply <- "error upshim is stopping to exit; not restarting"
+				return
+			}
+			s.waiting = append(s.waiting, r)
+			s.requestStop(0)
+			return
+		}
 		s.stayUp = true
 		s.restartWhenDown = s.restartWhenDown || r.verb == "restart"
 		s.waiting = append(s.waiting, r)

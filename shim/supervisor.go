@@ -105,6 +105,7 @@ type Supervisor struct {
 	consecutive int // failures since the last run that outlived the interval
 
 	stopRequested bool
+	stopSignalled bool // a signal (TERM, INT) asked for the stop under way
 	killed        bool // SIGKILL has been sent to everything
 	killHooks     bool // ...hooks included: a second stop request
 
@@ -555,14 +556,13 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 		return
 	}
 	s.stopRequested = true
+	s.stopSignalled = sig != 0
 	why := "got " + SignalName(sig)
 	if sig == 0 {
 		why = "asked over --control"
 	}
 	s.logf(levelDebug, "%s; stopping (%s)", why, s.state)
 	switch s.state {
-	case stateDown:
-		s.state = stateDone
 	case stateBackoff:
 		s.disarm()
 		s.logf(levelInfo, "%s; respawn cancelled", why)
@@ -581,6 +581,29 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 		s.beginStop()
 	}
 	// statePreStop, stateStopping, statePostStop, stateDraining: under way.
+}
+
+// stopAgain handles a stop request while a stop is under way. A control
+// request waits for it: its caller keeps the reply until the stop is over.
+// A signal (the init's TERM) makes the stop an exit, even one that a
+// control stop began to keep upshim up; a second signal kills everything
+// at once, since whoever sends TERM twice means now.
+func (s *Supervisor) stopAgain(sig syscall.Signal) {
+	if sig == 0 {
+		s.logf(levelDebug, "asked over --control to stop; a stop is under way, waiting for it")
+		return
+	}
+	s.stayUp, s.restartWhenDown = false, false
+	if !s.stopSignalled {
+		s.stopSignalled = true
+		s.logf(levelInfo, "got %s during a stop; upshim exits once it is over", SignalName(sig))
+		return
+	}
+	if !s.killed {
+		s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
+		s.killHooks = true
+		s.killEverything()
+	}
 }
 
 // reload sends the reload signal to the main process and tells the outer
