@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -298,7 +299,10 @@ func (s *Supervisor) onRequest(r request) {
 		}
 		text := fmt.Sprintf("%s %s: %s", answer, st.Name, st.State)
 		if st.PID != 0 {
-			text += fmt.Sprintf(", pid %d, up %s", st.PID, time.Duration(st.UptimeSeconds*float64(time.Second)))
+			// Rounded to the millisecond the seconds were rounded to: the
+			// float does not convert back to a round Duration.
+			up := time.Duration(math.Round(st.UptimeSeconds*1e3)) * time.Millisecond
+			text += fmt.Sprintf(", pid %d, up %s", st.PID, up)
 		}
 		text += fmt.Sprintf(", %d respawns", st.Respawns)
 		if st.LastExit != "" {
