@@ -71,6 +71,7 @@ const (
 	timerKill
 	timerSweep
 	timerStart
+	timerFollow
 )
 
 // sweepInterval spaces the re-checks made after SIGKILL, until every
@@ -128,6 +129,7 @@ type Supervisor struct {
 	awaitingPidfile bool      // the launcher is gone; its pidfile is not there yet
 	pidfileSince    time.Time // when the launcher exited
 	startTimedOut   bool      // this run did not become ready in time
+	following       *exit     // a main process exited 0; its successor's pidfile is awaited
 
 	readyFD        *os.File          // --ready-fd, until first ready
 	up             *upward           // NOTIFY_SOCKET of whoever runs upshim
@@ -689,6 +691,8 @@ func (s *Supervisor) onTimer() {
 		}
 	case timerStart:
 		s.onStartTimer()
+	case timerFollow:
+		s.followAgain()
 	case timerSweep:
 		s.collect()
 		if s.state != stateDone {
