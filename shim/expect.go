@@ -237,6 +237,7 @@ func (s *Supervisor) stopFollowing() bool {
 // named or left behind, the main process; the stop signals then go to its
 // process group, which a daemon that called setsid has made its own.
 func (s *Supervisor) adoptMain(pid int) {
+	s.forgetMainFD()
 	s.main, s.lastPgrp = pid, pid
 	if g, err := unix.Getpgid(pid); err == nil {
 		s.lastPgrp = g
@@ -249,6 +250,7 @@ func (s *Supervisor) adoptMain(pid int) {
 func (s *Supervisor) startFailed(ws syscall.WaitStatus) {
 	signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
 	s.main = 0
+	s.forgetMainFD()
 	if ws.Exited() && ws.ExitStatus() == 0 {
 		ws = syscall.WaitStatus(1 << 8)
 	}

@@ -125,6 +125,9 @@ type Supervisor struct {
 	deferred  *exit // the main process's end, kept while post-start runs
 	next      next  // what follows post-stop
 
+	mainFD    *os.File      // pidfd of a main process that is not upshim's child
+	mainGoneC chan *os.File // a mainFD became readable: its process ended
+
 	launcher        int       // pid of the launcher of a forking service
 	awaitingPidfile bool      // the launcher is gone; its pidfile is not there yet
 	pidfileSince    time.Time // when the launcher exited
@@ -138,6 +141,7 @@ type Supervisor struct {
 	notes          chan notification // from the service's NOTIFY_SOCKET
 	notify         *notifySocket
 	status         string // the service's last STATUS=
+	notifyWarned   bool   // a bad NOTIFY_SOCKET message was logged this run
 
 	sink *logging.Sink // the log files, with --log-file
 
@@ -167,6 +171,9 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 		// not fit. runc uses 2048; a burst larger than this is not a relay
 		// any service could make sense of.
 		sigs: make(chan os.Signal, 256),
+		// Each watchMain goroutine sends at most once, and the loop
+		// always receives.
+		mainGoneC: make(chan *os.File, 4),
 	}
 }
 
@@ -280,6 +287,8 @@ func (s *Supervisor) Run() int {
 			s.onHookTimer()
 		case m := <-s.notes:
 			s.onNotify(m)
+		case f := <-s.mainGoneC:
+			s.onMainFD(f)
 		case r := <-s.requests:
 			s.onRequest(r)
 		case <-lateC:
@@ -305,7 +314,9 @@ func (s *Supervisor) startMain() {
 		s.runPostStop("exit-code", syscall.WaitStatus(code<<8))
 		return
 	}
+	s.forgetMainFD()
 	s.main, s.mainStart, s.ranOnce, s.lastPgrp, s.mainHasTerminal = pid, time.Now(), true, pid, fg
+	s.notifyWarned = false
 	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
 	if s.cfg.Expect == ExpectNone {
 		s.becomeReady()
@@ -360,6 +371,7 @@ func (s *Supervisor) onExit(e exit) {
 		return
 	}
 	s.main, s.last, s.lastEnded = 0, e.status, true
+	s.forgetMainFD()
 	switch {
 	case s.state == stateStarting && s.cfg.Expect.forks() && !s.startTimedOut && !s.stopRequested:
 		s.launcherExited(e)
@@ -524,9 +536,11 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 	}
 }
 
-// send delivers sig to the main process, or to its process group. The pid
-// is safe to signal: it is upshim's child and has not been reaped, so the
-// kernel cannot have given it to another process.
+// send delivers sig to the main process, or to its process group (see
+// mainGroup). The pid is safe to signal: either it is upshim's child and
+// has not been reaped, so the kernel cannot have given it to another
+// process, or upshim holds a pidfd for it (see watchMain) and signals
+// through that.
 func (s *Supervisor) send(sig syscall.Signal, group bool, why string) {
 	if s.main == 0 {
 		s.logf(levelDebug, "%s %s: no main process", why, SignalName(sig))
@@ -534,27 +548,49 @@ func (s *Supervisor) send(sig syscall.Signal, group bool, why string) {
 	}
 	target := s.main
 	if group {
-		if pgid, err := unix.Getpgid(s.main); err == nil {
-			target = -pgid
+		if g := s.mainGroup(); g != 0 {
+			target = -g
 		}
 	}
-	if err := unix.Kill(target, sig); err != nil {
+	var err error
+	if target == s.main && s.mainFD != nil {
+		err = pidfdSignal(s.mainFD, sig)
+	} else {
+		err = unix.Kill(target, sig)
+	}
+	if err != nil {
 		s.logf(levelWarn, "warning: %s %s to %d: %v", why, SignalName(sig), target, err)
 		return
 	}
 	s.logf(levelDebug, "%s %s to %d", why, SignalName(sig), target)
 }
 
+// mainGroup is the process group that group signals go to, or 0 for the
+// main process alone. It is the group recorded when the main process was
+// started or adopted, and only while the main process is alive and still
+// in it: a service that moved into another group (setpgid) has left that
+// group to whatever is in it. Never upshim's own group, which also holds
+// whatever started upshim, and which a service can join.
+func (s *Supervisor) mainGroup() int {
+	g, err := unix.Getpgid(s.main)
+	if err != nil || g != s.lastPgrp || g <= 1 || g == unix.Getpgrp() || !s.mainAlive() {
+		return 0
+	}
+	return g
+}
+
 // requestStop starts the stop sequence: no more respawns, the kill signal
-// per --kill-mode, SIGKILL to everything at the deadline. A second request
-// while stopping does not wait for the deadline.
+// per --kill-mode, SIGKILL to everything at the deadline. sig is the signal
+// that asked (TERM, INT), or 0 for a control request. A request while a
+// stop is under way goes to stopAgain.
 func (s *Supervisor) requestStop(sig syscall.Signal) {
+	if s.state == stateDown {
+		// Stopped over the control socket: there is nothing left to stop.
+		s.state = stateDone
+		return
+	}
 	if s.stopRequested {
-		if !s.killed {
-			s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
-			s.killHooks = true
-			s.killEverything()
-		}
+		s.stopAgain(sig)
 		return
 	}
 	s.stopRequested = true
