@@ -75,6 +75,19 @@ func spawnFailureCode(err error) int {
 	return 126
 }
 
+// spawnTransient reports whether a spawn failed for want of a resource
+// that may come back (processes, descriptors, memory), not because the
+// command cannot be executed: such a failure is a failed run under the
+// respawn policy, not the end of the service.
+func spawnTransient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EAGAIN, syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // terminalForeground reports whether upshim owns the foreground of the
 // terminal on stdin, so that handing it to the service steals nothing from
 // an interactive shell that started upshim in the background.

@@ -84,6 +84,10 @@ const sweepInterval = 200 * time.Millisecond
 // caughtSignals.
 const lateSignalsAfter = 5 * time.Millisecond
 
+// spawnRetryDelay is the least wait before respawning after a spawn that
+// failed for want of a resource (see spawnTransient).
+const spawnRetryDelay = 100 * time.Millisecond
+
 // ExitUsage is upshim's exit status for a usage or configuration error.
 const ExitUsage = 2
 
@@ -303,10 +307,19 @@ func (s *Supervisor) Run() int {
 
 // startMain spawns the main process. A command that cannot be executed
 // ends the service with 127 or 126, whether on the first start or on a
-// respawn: upstart did not respawn a job whose exec failed either.
+// respawn: upstart did not respawn a job whose exec failed either. A
+// spawn that failed for want of processes, descriptors or memory is a
+// failed run with status 126, under the respawn policy like any other.
 func (s *Supervisor) startMain() {
 	fg := s.foreground && (!s.ranOnce || terminalForeground() || terminalOwnedBy(s.lastPgrp))
 	pid, err := spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
+	if err != nil && spawnTransient(err) {
+		s.logf(levelError, "%s: cannot start: %v", s.cfg.Command[0], err)
+		s.forgetMainFD()
+		s.main, s.mainStart = 0, time.Now()
+		s.mainEnded(exit{status: syscall.WaitStatus(126 << 8), notStarted: true})
+		return
+	}
 	if err != nil {
 		s.logf(levelError, "%s: cannot execute: %v", s.cfg.Command[0], err)
 		code := spawnFailureCode(err)
@@ -434,8 +447,12 @@ func (s *Supervisor) mainEnded(e exit) {
 		s.stopRequested = true
 		normal = true
 	}
+	what := fmt.Sprintf("main process (%d) %s", e.pid, describeStatus(ws))
+	if e.notStarted {
+		what = "the main process could not start"
+	}
 	if !s.cfg.Respawn || normal {
-		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
+		s.logf(levelDebug, "%s", what)
 		s.next = next{code: code}
 		s.runPostStop(result, ws)
 		return
@@ -447,8 +464,8 @@ func (s *Supervisor) mainEnded(e exit) {
 	}
 	s.consecutive++
 	if !s.window.fail(now) {
-		s.logf(levelError, "main process (%d) %s; respawning too fast (%d times within %s), stopped",
-			e.pid, describeStatus(ws), s.window.count, s.cfg.RespawnLimit.Interval)
+		s.logf(levelError, "%s; respawning too fast (%d times within %s), stopped",
+			what, s.window.count, s.cfg.RespawnLimit.Interval)
 		if code == 0 {
 			code = 1
 		}
@@ -457,7 +474,12 @@ func (s *Supervisor) mainEnded(e exit) {
 		return
 	}
 	delay := backoff(time.Duration(s.cfg.RespawnDelay), time.Duration(s.cfg.RespawnDelayMax), s.consecutive)
-	s.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", e.pid, describeStatus(ws), after(delay), s.respawnCount())
+	if e.notStarted && delay < spawnRetryDelay {
+		// Without a delay the next spawn would fail the same way at once,
+		// and again, with no pause to let the resource come back.
+		delay = spawnRetryDelay
+	}
+	s.logf(levelInfo, "%s; respawning%s (%s)", what, after(delay), s.respawnCount())
 	s.next = next{respawn: true, delay: delay, code: code}
 	s.announce("STATUS=respawning after the main process " + describeStatus(ws))
 	s.runPostStop(result, ws)
