@@ -76,7 +76,9 @@ func (s *Supervisor) becomeReady() {
 	s.announce("READY=1")
 	s.announce("STATUS=running, main process " + itoa(s.main))
 	if s.readyFD != nil {
-		s.readyFD.Write([]byte{'\n'})
+		if err := writeNoSigpipe(int(s.readyFD.Fd()), []byte{'\n'}); err != nil {
+			s.logf(levelWarn, "warning: --ready-fd %d: %v", s.cfg.ReadyFD, err)
+		}
 		s.readyFD.Close()
 		s.readyFD = nil
 	}

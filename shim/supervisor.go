@@ -185,6 +185,10 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 // upshim's exit status. It must be called once, and it owns the process
 // state for as long as it runs.
 func (s *Supervisor) Run() int {
+	// Every spawn happens on this goroutine, and so, locked, on one thread
+	// that lives as long as upshim: the children's death signal follows
+	// the thread that forked them (see deathSignal). Never unlocked.
+	runtime.LockOSThread()
 	// One loop does all the work: a second P buys nothing but memory (a
 	// thread, its stacks, a cache), and setting the value stops the
 	// runtime from re-reading the cgroup's CPU limit on its own. With
