@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -573,7 +574,10 @@ func (s *Supervisor) onRequest(r request) {
 		}
 		text := fmt.Sprintf("%s %s: %s", answer, st.Name, st.State)
 		if st.PID != 0 {
-			text += fmt.Sprintf(", pid %d, up %s", st.PID, time.Duration(st.UptimeSeconds*float64(time.Second)))
+			// Rounded to the millisecond the seconds were rounded to: the
+			// float does not convert back to a round Duration.
+			up := time.Duration(math.Round(st.UptimeSeconds*1e3)) * time.Millisecond
+			text += fmt.Sprintf(", pid %d, up %s", st.PID, up)
 		}
 		text += fmt.Sprintf(", %d respawns", st.Respawns)
 		if st.LastExit != "" {
@@ -601,6 +605,17 @@ func (s *Supervisor) onRequest(r request) {
 			}
 			s.restartFromDown()
 			r.reply <- "ok " + s.startedText()
+			return
+		}
+		if s.stopRequested && !s.stayUp {
+			// A stop that ends upshim (TERM, ctl exit) is under way: a
+			// stop waits for it, a restart cannot undo it.
+			if r.verb == "restart" {
+				r.reply <- "error upshim is stopping to exit; not restarting"
+				return
+			}
+			s.waiting = append(s.waiting, r)
+			s.requestStop(0)
 			return
 		}
 		s.stayUp = true

@@ -76,7 +76,9 @@ func (s *Supervisor) becomeReady() {
 	s.announce("READY=1")
 	s.announce("STATUS=running, main process " + itoa(s.main))
 	if s.readyFD != nil {
-		s.readyFD.Write([]byte{'\n'})
+		if err := writeNoSigpipe(int(s.readyFD.Fd()), []byte{'\n'}); err != nil {
+			s.logf(levelWarn, "warning: --ready-fd %d: %v", s.cfg.ReadyFD, err)
+		}
 		s.readyFD.Close()
 		s.readyFD = nil
 	}
@@ -174,17 +176,62 @@ func (s *Supervisor) adoptedChildren() []int {
 // follow handles a forking service's main process that exited 0 while
 // running: a daemon that re-forks or re-execs on upgrade names its new pid
 // in the pidfile (or leaves exactly one process behind) and is followed,
-// not respawned. It reports whether it found one to follow.
+// not respawned. A pidfile that is not there yet, or still names the old
+// pid, is read again every pidfileRetry for up to pidfileWait, as at
+// start-up, while the loop goes on (followAgain). It reports whether it
+// found one to follow or waits for one.
 func (s *Supervisor) follow(e exit) bool {
 	if !s.cfg.Expect.forks() || !e.status.Exited() || e.status.ExitStatus() != 0 || s.stopRequested {
 		return false
 	}
-	pid, err, _ := s.survivor()
+	pid, err, retry := s.survivor()
 	if err != nil {
-		return false
+		if !retry {
+			return false
+		}
+		s.following, s.pidfileSince = &e, time.Now()
+		s.arm(timerFollow, pidfileRetry)
+		return true
 	}
 	s.adoptMain(pid)
 	s.logf(levelInfo, "main process (%d) exited 0; following %d", e.pid, pid)
+	return true
+}
+
+// followAgain reads the pidfile again for the successor of the main
+// process that exited 0 (s.following). Once the wait is over without one,
+// that exit is the end of the run.
+func (s *Supervisor) followAgain() {
+	e := s.following
+	if e == nil || s.state != stateRunning {
+		return
+	}
+	pid, err, retry := s.survivor()
+	switch {
+	case err == nil:
+		s.following = nil
+		s.adoptMain(pid)
+		s.logf(levelInfo, "main process (%d) exited 0; following %d", e.pid, pid)
+	case retry && time.Since(s.pidfileSince) < s.pidfileWait():
+		s.arm(timerFollow, pidfileRetry)
+	default:
+		s.following = nil
+		s.logf(levelInfo, "main process (%d) exited 0, and no successor to follow: %v", e.pid, err)
+		s.mainGone(*e)
+	}
+}
+
+// stopFollowing ends a wait for the successor of a main process that
+// exited 0: a stop does not wait for it. The exit is the end of the run,
+// and finish stops whatever the daemon left.
+func (s *Supervisor) stopFollowing() bool {
+	e := s.following
+	if e == nil {
+		return false
+	}
+	s.following = nil
+	s.disarm()
+	s.mainGone(*e)
 	return true
 }
 
@@ -192,6 +239,7 @@ func (s *Supervisor) follow(e exit) bool {
 // named or left behind, the main process; the stop signals then go to its
 // process group, which a daemon that called setsid has made its own.
 func (s *Supervisor) adoptMain(pid int) {
+	s.forgetMainFD()
 	s.main, s.lastPgrp = pid, pid
 	if g, err := unix.Getpgid(pid); err == nil {
 		s.lastPgrp = g
@@ -204,6 +252,7 @@ func (s *Supervisor) adoptMain(pid int) {
 func (s *Supervisor) startFailed(ws syscall.WaitStatus) {
 	signalDescendants(unix.SIGKILL, s.lastPgrp, s.hookPgid())
 	s.main = 0
+	s.forgetMainFD()
 	if ws.Exited() && ws.ExitStatus() == 0 {
 		ws = syscall.WaitStatus(1 << 8)
 	}
@@ -237,19 +286,32 @@ func (s *Supervisor) onStartTimer() {
 	}
 }
 
-// readPidfile reads a pid from path without following a symbolic link
-// that the service could have planted there.
+// readPidfile reads a pid from path. The service controls the file, so
+// upshim follows no symbolic link, reads nothing but a regular file, and
+// reads it with one bounded read(2) outside the runtime's poller: a FIFO
+// (or a device) could otherwise block the loop for as long as the service
+// likes.
 func readPidfile(path string) (int, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
+		if err == unix.ELOOP {
 			return 0, errors.New("is a symbolic link: refused")
 		}
-		return 0, errors.Unwrap(err)
+		return 0, err
 	}
-	defer f.Close()
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, errors.New("is not a regular file: refused")
+	}
 	buf := make([]byte, 64)
-	n, _ := f.Read(buf)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n < 0 {
+		n = 0
+	}
 	pid, err := strconv.Atoi(string(bytes.TrimSpace(buf[:n])))
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("holds %q, not a pid", bytes.TrimSpace(buf[:n]))

@@ -204,8 +204,13 @@ func (s *Supervisor) beginStart() {
 	}
 }
 
-// beginStop runs pre-stop, if given, then sends the kill signal.
+// beginStop runs pre-stop, if given, then sends the kill signal. While
+// the successor of a re-forked daemon is awaited there is no main process
+// to stop: the run ends there (stopFollowing).
 func (s *Supervisor) beginStop() {
+	if s.stopFollowing() {
+		return
+	}
 	if s.hasHook(PreStop) {
 		s.state = statePreStop
 		if s.runHook(PreStop) {

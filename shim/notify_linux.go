@@ -171,17 +171,21 @@ func (n *notifySocket) close() {
 // from other users than the service's, root's and upshim's are dropped.
 func (s *Supervisor) onNotify(m notification) {
 	if m.uid != 0 && m.uid != os.Getuid() && (s.setup.cred == nil || m.uid != int(s.setup.cred.Uid)) {
-		s.logf(levelWarn, "warning: NOTIFY_SOCKET: message from uid %d (pid %d) ignored", m.uid, m.pid)
+		s.warnNotify("warning: NOTIFY_SOCKET: message from uid %d (pid %d) ignored", m.uid, m.pid)
 		return
 	}
 	if v, ok := m.fields["MAINPID"]; ok {
 		pid, err := strconv.Atoi(v)
 		switch {
 		case err != nil || !descends(pid):
-			s.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
+			s.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
 		case pid != s.main && s.main != 0:
-			s.logf(levelInfo, "main process is now %d (MAINPID), was %d", pid, s.main)
-			s.adoptMain(pid)
+			was := s.main
+			if err := s.adoptNamed(pid); err != nil {
+				s.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s %v: ignored", v, err)
+				break
+			}
+			s.logf(levelInfo, "main process is now %d (MAINPID), was %d", pid, was)
 		}
 	}
 	if v, ok := m.fields["STATUS"]; ok {
@@ -202,6 +206,16 @@ func (s *Supervisor) onNotify(m notification) {
 			s.announce("READY=1") // done reloading
 		}
 	}
+}
+
+// warnNotify logs a bad NOTIFY_SOCKET message, once per run of the main
+// process: the service can send them as fast as upshim can read.
+func (s *Supervisor) warnNotify(format string, args ...any) {
+	if s.notifyWarned {
+		return
+	}
+	s.notifyWarned = true
+	s.logf(levelWarn, format+" (further bad messages in this run are not logged)", args...)
 }
 
 // descends reports whether pid is below upshim. A MAINPID may be the

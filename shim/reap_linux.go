@@ -10,6 +10,8 @@ import (
 type exit struct {
 	pid    int
 	status syscall.WaitStatus
+	// notStarted: the spawn failed for want of a resource; no process ran.
+	notStarted bool
 }
 
 // reap collects every child that has ended, without blocking, and appends

@@ -71,6 +71,7 @@ const (
 	timerKill
 	timerSweep
 	timerStart
+	timerFollow
 )
 
 // sweepInterval spaces the re-checks made after SIGKILL, until every
@@ -82,6 +83,10 @@ const sweepInterval = 200 * time.Millisecond
 // signals that would not kill it (USR1, WINCH, real-time signals…); see
 // caughtSignals.
 const lateSignalsAfter = 5 * time.Millisecond
+
+// spawnRetryDelay is the least wait before respawning after a spawn that
+// failed for want of a resource (see spawnTransient).
+const spawnRetryDelay = 100 * time.Millisecond
 
 // ExitUsage is upshim's exit status for a usage or configuration error.
 const ExitUsage = 2
@@ -105,6 +110,7 @@ type Supervisor struct {
 	consecutive int // failures since the last run that outlived the interval
 
 	stopRequested bool
+	stopSignalled bool // a signal (TERM, INT) asked for the stop under way
 	killed        bool // SIGKILL has been sent to everything
 	killHooks     bool // ...hooks included: a second stop request
 
@@ -123,10 +129,14 @@ type Supervisor struct {
 	deferred  *exit // the main process's end, kept while post-start runs
 	next      next  // what follows post-stop
 
+	mainFD    *os.File      // pidfd of a main process that is not upshim's child
+	mainGoneC chan *os.File // a mainFD became readable: its process ended
+
 	launcher        int       // pid of the launcher of a forking service
 	awaitingPidfile bool      // the launcher is gone; its pidfile is not there yet
 	pidfileSince    time.Time // when the launcher exited
 	startTimedOut   bool      // this run did not become ready in time
+	following       *exit     // a main process exited 0; its successor's pidfile is awaited
 
 	readyFD        *os.File          // --ready-fd, until first ready
 	up             *upward           // NOTIFY_SOCKET of whoever runs upshim
@@ -135,6 +145,7 @@ type Supervisor struct {
 	notes          chan notification // from the service's NOTIFY_SOCKET
 	notify         *notifySocket
 	status         string // the service's last STATUS=
+	notifyWarned   bool   // a bad NOTIFY_SOCKET message was logged this run
 
 	sink *logging.Sink // the log files, with --log-file
 
@@ -164,6 +175,9 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 		// not fit. runc uses 2048; a burst larger than this is not a relay
 		// any service could make sense of.
 		sigs: make(chan os.Signal, 256),
+		// Each watchMain goroutine sends at most once, and the loop
+		// always receives.
+		mainGoneC: make(chan *os.File, 4),
 	}
 }
 
@@ -171,6 +185,10 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 // upshim's exit status. It must be called once, and it owns the process
 // state for as long as it runs.
 func (s *Supervisor) Run() int {
+	// Every spawn happens on this goroutine, and so, locked, on one thread
+	// that lives as long as upshim: the children's death signal follows
+	// the thread that forked them (see deathSignal). Never unlocked.
+	runtime.LockOSThread()
 	// One loop does all the work: a second P buys nothing but memory (a
 	// thread, its stacks, a cache), and setting the value stops the
 	// runtime from re-reading the cgroup's CPU limit on its own. With
@@ -281,6 +299,8 @@ func (s *Supervisor) Run() int {
 			s.onHookTimer()
 		case m := <-s.notes:
 			s.onNotify(m)
+		case f := <-s.mainGoneC:
+			s.onMainFD(f)
 		case r := <-s.requests:
 			s.onRequest(r)
 		case <-lateC:
@@ -295,10 +315,19 @@ func (s *Supervisor) Run() int {
 
 // startMain spawns the main process. A command that cannot be executed
 // ends the service with 127 or 126, whether on the first start or on a
-// respawn: upstart did not respawn a job whose exec failed either.
+// respawn: upstart did not respawn a job whose exec failed either. A
+// spawn that failed for want of processes, descriptors or memory is a
+// failed run with status 126, under the respawn policy like any other.
 func (s *Supervisor) startMain() {
 	fg := s.foreground && (!s.ranOnce || terminalForeground() || terminalOwnedBy(s.lastPgrp))
 	pid, err := spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
+	if err != nil && spawnTransient(err) {
+		s.logf(levelError, "%s: cannot start: %v", s.cfg.Command[0], err)
+		s.forgetMainFD()
+		s.main, s.mainStart = 0, time.Now()
+		s.mainEnded(exit{status: syscall.WaitStatus(126 << 8), notStarted: true})
+		return
+	}
 	if err != nil {
 		s.logf(levelError, "%s: cannot execute: %v", s.cfg.Command[0], err)
 		code := spawnFailureCode(err)
@@ -306,7 +335,9 @@ func (s *Supervisor) startMain() {
 		s.runPostStop("exit-code", syscall.WaitStatus(code<<8))
 		return
 	}
+	s.forgetMainFD()
 	s.main, s.mainStart, s.ranOnce, s.lastPgrp, s.mainHasTerminal = pid, time.Now(), true, pid, fg
+	s.notifyWarned = false
 	s.logf(levelDebug, "main process (%d) started: %s", pid, s.path)
 	if s.cfg.Expect == ExpectNone {
 		s.becomeReady()
@@ -361,6 +392,7 @@ func (s *Supervisor) onExit(e exit) {
 		return
 	}
 	s.main, s.last, s.lastEnded = 0, e.status, true
+	s.forgetMainFD()
 	switch {
 	case s.state == stateStarting && s.cfg.Expect.forks() && !s.startTimedOut && !s.stopRequested:
 		s.launcherExited(e)
@@ -423,8 +455,12 @@ func (s *Supervisor) mainEnded(e exit) {
 		s.stopRequested = true
 		normal = true
 	}
+	what := fmt.Sprintf("main process (%d) %s", e.pid, describeStatus(ws))
+	if e.notStarted {
+		what = "the main process could not start"
+	}
 	if !s.cfg.Respawn || normal {
-		s.logf(levelDebug, "main process (%d) %s", e.pid, describeStatus(ws))
+		s.logf(levelDebug, "%s", what)
 		s.next = next{code: code}
 		s.runPostStop(result, ws)
 		return
@@ -436,8 +472,8 @@ func (s *Supervisor) mainEnded(e exit) {
 	}
 	s.consecutive++
 	if !s.window.fail(now) {
-		s.logf(levelError, "main process (%d) %s; respawning too fast (%d times within %s), stopped",
-			e.pid, describeStatus(ws), s.window.count, s.cfg.RespawnLimit.Interval)
+		s.logf(levelError, "%s; respawning too fast (%d times within %s), stopped",
+			what, s.window.count, s.cfg.RespawnLimit.Interval)
 		if code == 0 {
 			code = 1
 		}
@@ -446,7 +482,12 @@ func (s *Supervisor) mainEnded(e exit) {
 		return
 	}
 	delay := backoff(time.Duration(s.cfg.RespawnDelay), time.Duration(s.cfg.RespawnDelayMax), s.consecutive)
-	s.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", e.pid, describeStatus(ws), after(delay), s.respawnCount())
+	if e.notStarted && delay < spawnRetryDelay {
+		// Without a delay the next spawn would fail the same way at once,
+		// and again, with no pause to let the resource come back.
+		delay = spawnRetryDelay
+	}
+	s.logf(levelInfo, "%s; respawning%s (%s)", what, after(delay), s.respawnCount())
 	s.next = next{respawn: true, delay: delay, code: code}
 	s.announce("STATUS=respawning after the main process " + describeStatus(ws))
 	s.runPostStop(result, ws)
@@ -525,9 +566,11 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 	}
 }
 
-// send delivers sig to the main process, or to its process group. The pid
-// is safe to signal: it is upshim's child and has not been reaped, so the
-// kernel cannot have given it to another process.
+// send delivers sig to the main process, or to its process group (see
+// mainGroup). The pid is safe to signal: either it is upshim's child and
+// has not been reaped, so the kernel cannot have given it to another
+// process, or upshim holds a pidfd for it (see watchMain) and signals
+// through that.
 func (s *Supervisor) send(sig syscall.Signal, group bool, why string) {
 	if s.main == 0 {
 		s.logf(levelDebug, "%s %s: no main process", why, SignalName(sig))
@@ -535,38 +578,59 @@ func (s *Supervisor) send(sig syscall.Signal, group bool, why string) {
 	}
 	target := s.main
 	if group {
-		if pgid, err := unix.Getpgid(s.main); err == nil {
-			target = -pgid
+		if g := s.mainGroup(); g != 0 {
+			target = -g
 		}
 	}
-	if err := unix.Kill(target, sig); err != nil {
+	var err error
+	if target == s.main && s.mainFD != nil {
+		err = pidfdSignal(s.mainFD, sig)
+	} else {
+		err = unix.Kill(target, sig)
+	}
+	if err != nil {
 		s.logf(levelWarn, "warning: %s %s to %d: %v", why, SignalName(sig), target, err)
 		return
 	}
 	s.logf(levelDebug, "%s %s to %d", why, SignalName(sig), target)
 }
 
+// mainGroup is the process group that group signals go to, or 0 for the
+// main process alone. It is the group recorded when the main process was
+// started or adopted, and only while the main process is alive and still
+// in it: a service that moved into another group (setpgid) has left that
+// group to whatever is in it. Never upshim's own group, which also holds
+// whatever started upshim, and which a service can join.
+func (s *Supervisor) mainGroup() int {
+	g, err := unix.Getpgid(s.main)
+	if err != nil || g != s.lastPgrp || g <= 1 || g == unix.Getpgrp() || !s.mainAlive() {
+		return 0
+	}
+	return g
+}
+
 // requestStop starts the stop sequence: no more respawns, the kill signal
-// per --kill-mode, SIGKILL to everything at the deadline. A second request
-// while stopping does not wait for the deadline.
+// per --kill-mode, SIGKILL to everything at the deadline. sig is the signal
+// that asked (TERM, INT), or 0 for a control request. A request while a
+// stop is under way goes to stopAgain.
 func (s *Supervisor) requestStop(sig syscall.Signal) {
+	if s.state == stateDown {
+		// Stopped over the control socket: there is nothing left to stop.
+		s.state = stateDone
+		return
+	}
 	if s.stopRequested {
-		if !s.killed {
-			s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
-			s.killHooks = true
-			s.killEverything()
-		}
+		s.stopAgain(sig)
 		return
 	}
 	s.stopRequested = true
+	s.stopSignalled = sig != 0
 	why := "got " + SignalName(sig)
 	if sig == 0 {
 		why = "asked over --control"
 	}
 	s.logf(levelDebug, "%s; stopping (%s)", why, s.state)
 	switch s.state {
-	case stateDown:
-		s.state = stateDone
 	case stateBackoff:
 		s.disarm()
 		s.logf(levelInfo, "%s; respawn cancelled", why)
@@ -585,6 +649,29 @@ func (s *Supervisor) requestStop(sig syscall.Signal) {
 		s.beginStop()
 	}
 	// statePreStop, stateStopping, statePostStop, stateDraining: under way.
+}
+
+// stopAgain handles a stop request while a stop is under way. A control
+// request waits for it: its caller keeps the reply until the stop is over.
+// A signal (the init's TERM) makes the stop an exit, even one that a
+// control stop began to keep upshim up; a second signal kills everything
+// at once, since whoever sends TERM twice means now.
+func (s *Supervisor) stopAgain(sig syscall.Signal) {
+	if sig == 0 {
+		s.logf(levelDebug, "asked over --control to stop; a stop is under way, waiting for it")
+		return
+	}
+	s.stayUp, s.restartWhenDown = false, false
+	if !s.stopSignalled {
+		s.stopSignalled = true
+		s.logf(levelInfo, "got %s during a stop; upshim exits once it is over", SignalName(sig))
+		return
+	}
+	if !s.killed {
+		s.logf(levelInfo, "got %s again; killing everything now", SignalName(sig))
+		s.killHooks = true
+		s.killEverything()
+	}
 }
 
 // reload sends the reload signal to the main process and tells the outer
@@ -670,6 +757,8 @@ func (s *Supervisor) onTimer() {
 		}
 	case timerStart:
 		s.onStartTimer()
+	case timerFollow:
+		s.followAgain()
 	case timerSweep:
 		s.collect()
 		if s.state != stateDone {
