@@ -228,6 +228,11 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 		}
 		su.OOMScoreAdj = &oomScoreAdj
 	}
+	if cfg.ReadyFD != -1 && cfg.ReadyFD < 3 {
+		// 0, 1 and 2 are upshim's own stdio, and would be closed and
+		// reused for whatever upshim opens next.
+		return cfg, false, fmt.Errorf("--ready-fd %d: want a descriptor of 3 or more (0, 1 and 2 are upshim's stdio), or -1 for none", cfg.ReadyFD)
+	}
 	if limitFlag {
 		cfg.Respawn = true
 	}
@@ -438,7 +443,9 @@ func applyJob(cfg *shim.Config, job *jobfile.Job, fs *pflag.FlagSet) error {
 	switch job.Console {
 	case "log":
 		if unset("log-file") {
+			// Written as root, as upstart did, in root's directory.
 			cfg.Log.File = "/var/log/upstart/" + job.Name + ".log"
+			cfg.Log.InitOwned = true
 		}
 	case "none":
 		if unset("log-file") {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,7 @@ type file struct {
 	max  int64
 
 	open       bool      // lumberjack has (or will open) the file we checked
-	ino        uint64    // the inode at path when we last looked
+	dev, ino   uint64    // the file at path when we last looked
 	checked    time.Time // when we last looked
 	size       int64     // bytes in the current file, as lumberjack counts
 	lastRotate time.Time
@@ -34,6 +35,7 @@ type file struct {
 	lostLines, lostBytes int
 	lostWhy              string
 	partial              bool // a failed write left a partial line
+	blocked              bool // something not a file is at path: said once
 
 	compress chan string
 	zipping  sync.WaitGroup
@@ -52,16 +54,18 @@ func newFile(cfg Config, path string) (*file, error) {
 		path: path,
 		max:  int64(cfg.MaxSizeMiB) << 20,
 		lj: &lumberjack.Logger{
-			Filename:   path,
-			MaxSize:    cfg.MaxSizeMiB,
-			MaxBackups: cfg.MaxBackups,
-			MaxAge:     cfg.MaxAgeDays,
-			// upshim compresses by itself: lumberjack's compression
-			// outlives Close and shows a .gz before it is complete.
-			Compress: false,
+			Filename: path,
+			MaxSize:  cfg.MaxSizeMiB,
+			// upshim prunes and compresses by itself: lumberjack does both
+			// on a goroutine of its own, which has root's identity rather
+			// than the writer's, and its compression outlives Close and
+			// shows a .gz before it is complete.
+			MaxBackups: 0,
+			MaxAge:     0,
+			Compress:   false,
 		},
 	}
-	if err := f.prepare(); err != nil {
+	if err := f.prepare(true); err != nil {
 		return nil, err
 	}
 	if cfg.Compress {
@@ -72,20 +76,61 @@ func newFile(cfg Config, path string) (*file, error) {
 	return f, nil
 }
 
+// notRegular is what is at a log path that upshim neither writes nor
+// removes: a device, a FIFO, a socket, a directory.
+type notRegular string
+
+func (e notRegular) Error() string { return "is " + string(e) + ", not a regular file" }
+
+// kindOf names a file type for notRegular.
+func kindOf(mode uint32) notRegular {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFIFO:
+		return "a FIFO"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFDIR:
+		return "a directory"
+	}
+	return "not a file"
+}
+
 // prepare makes sure that what is at path is a regular file upshim may
 // append to before lumberjack opens it: a symbolic link or a hard link
-// planted there is removed (the name only: the file it points to is left
-// alone), a missing file is created with mode 0640, without following
-// links, and its directory too.
-func (f *file) prepare() error {
+// there is removed (the name only: the file it points to is left alone),
+// as one the service planted would be; a missing file is created with mode
+// 0640, without following links, and its directory too. Anything else
+// (a device such as /dev/null, a FIFO a log shipper reads, a socket) is
+// never removed: an error. So is, at start-up (first), a symbolic link to
+// such a thing (/dev/stdout): a link the service plants later can only
+// stand for a file the service itself can open.
+func (f *file) prepare(first bool) error {
+	if first && f.cfg.InitOwned {
+		if err := rootOnlyDir(filepath.Dir(f.path)); err != nil {
+			return err
+		}
+	}
 	var st unix.Stat_t
 	err := unix.Lstat(f.path, &st)
-	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink > 1) {
-		// Not one of ours: a link or a special file put where the log goes.
-		if err := unix.Unlink(f.path); err != nil {
-			return fmt.Errorf("%s is not a regular file and cannot be removed: %v", f.path, err)
+	if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		return kindOf(st.Mode)
+	}
+	if err == nil && first && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		var target unix.Stat_t
+		if unix.Stat(f.path, &target) == nil && target.Mode&unix.S_IFMT != unix.S_IFREG {
+			return fmt.Errorf("is a symbolic link to %s, not a regular file", strings.TrimPrefix(string(kindOf(target.Mode)), "not "))
 		}
-		fmt.Fprintf(os.Stderr, "upshim[%s]: warning: %s was a link or not a regular file; replaced it\n", f.cfg.Name, f.path)
+	}
+	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink > 1) {
+		// A link put where the log goes: not one of ours.
+		if err := unix.Unlink(f.path); err != nil {
+			return fmt.Errorf("is a link and cannot be removed: %v", err)
+		}
+		fmt.Fprintf(os.Stderr, "upshim[%s]: warning: %s was a link; replaced it\n", f.cfg.Name, f.path)
 		err = unix.ENOENT
 	}
 	if err == unix.ENOENT {
@@ -114,7 +159,24 @@ func (f *file) prepare() error {
 		return err
 	}
 	unix.Close(fd)
-	f.open, f.ino, f.size = true, st.Ino, st.Size
+	f.open, f.dev, f.ino, f.size = true, uint64(st.Dev), st.Ino, st.Size
+	return nil
+}
+
+// rootOnlyDir checks that dir, where upshim writes as root on the init's
+// behalf, belongs to root and that no one else can write it: there, no one
+// else can plant a link either. A missing dir is created so.
+func rootOnlyDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != 0 || st.Mode&0o022 != 0 {
+		return fmt.Errorf("%s must be a directory that only root can write", dir)
+	}
 	return nil
 }
 
@@ -133,48 +195,75 @@ func (f *file) check() error {
 		f.lj.Close()
 		f.open = false
 	}
-	return f.prepare()
+	err := f.prepare(false)
+	var nr notRegular
+	if errors.As(err, &nr) {
+		err = fmt.Errorf("%s %v", f.path, err)
+		if !f.blocked {
+			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: %v; its lines are dropped until it is gone\n", f.cfg.Name, err)
+		}
+	}
+	f.blocked = nr != ""
+	return err
 }
 
-// write writes whole lines. On failure the lines are dropped and counted,
-// and the next write that works first says how many were lost and why.
-func (f *file) write(lines []byte) {
+// write writes whole lines. On failure the lines are dropped and counted
+// (upshim's own, own, are on its stderr already: they are dropped, not
+// counted), and the next write that works first says how many were lost
+// and why.
+func (f *file) write(lines []byte, own bool) {
 	if err := f.check(); err != nil {
-		f.lose(lines, 0, err)
+		f.lose(lines, 0, err, own)
 		return
 	}
-	if f.lostLines > 0 || f.lostBytes > 0 {
-		if !f.writeRaw(f.lossLine()) {
-			f.lose(lines, 0, nil)
+	if f.lostLines > 0 {
+		if err := f.report(); err != nil {
+			f.lose(lines, 0, err, own)
 			return
 		}
-		f.lostLines, f.lostBytes, f.partial = 0, 0, false
 	}
-	f.writeRaw(lines)
+	if n, err := f.writeRaw(lines); err != nil {
+		f.lose(lines, n, err, own)
+	}
 }
 
-// writeRaw writes p, rotating first if p would not fit, and reports
-// whether all of it was written.
-func (f *file) writeRaw(p []byte) bool {
+// report writes the loss line to the file, then to upshim's stderr, and
+// starts counting again. A report that fails is not output: it is tried
+// again, with the new totals, at the next write.
+func (f *file) report() error {
+	line := f.lossLine()
+	n, err := f.writeRaw(line)
+	if err != nil {
+		f.partial = f.partial || n > 0
+		f.lostWhy = reason(err)
+		return err
+	}
+	os.Stderr.Write(bytes.TrimPrefix(line, []byte{'\n'}))
+	f.lostLines, f.lostBytes, f.partial = 0, 0, false
+	return nil
+}
+
+// writeRaw writes p, rotating first if p would not fit; n is how much of
+// it was written.
+func (f *file) writeRaw(p []byte) (n int, err error) {
 	if f.size+int64(len(p)) >= f.max {
 		if err := f.rotate(); err != nil {
-			f.lose(p, 0, err)
-			return false
+			return 0, err
 		}
 	}
-	n, err := f.lj.Write(p)
+	n, err = f.lj.Write(p)
 	f.size += int64(n)
-	if err != nil {
-		f.lose(p, n, err)
-		return false
-	}
-	return true
+	return n, err
 }
 
-// lose counts the lines of p from byte n on as lost.
-func (f *file) lose(p []byte, n int, err error) {
+// lose counts the lines of p from byte n on as lost, unless they are
+// upshim's own.
+func (f *file) lose(p []byte, n int, err error, own bool) {
 	if n > 0 {
 		f.partial = true
+	}
+	if own {
+		return
 	}
 	f.lostLines += bytes.Count(p[n:], []byte{'\n'})
 	f.lostBytes += len(p) - n
@@ -226,16 +315,64 @@ func (f *file) rotate() error {
 	f.size = 0
 	var st unix.Stat_t
 	if err := unix.Lstat(f.path, &st); err == nil {
-		f.ino = st.Ino
+		f.dev, f.ino = uint64(st.Dev), st.Ino
 	}
 	if f.compress != nil {
+		// Pruned after the compression, on its thread.
 		for b := range f.backups() {
 			if !before[b] {
 				f.compress <- b
 			}
 		}
+	} else {
+		f.prune()
 	}
 	return nil
+}
+
+// backupTime is how lumberjack names a backup: NAME-TIME.EXT, in UTC.
+const backupTime = "2006-01-02T15-04-05.000"
+
+// prune deletes the backups past --log-max-backups and older than
+// --log-max-age, as lumberjack would, but on a thread with the writer's
+// identity: a backup the service could not delete itself stays.
+func (f *file) prune() {
+	if f.cfg.MaxBackups <= 0 && f.cfg.MaxAgeDays <= 0 {
+		return
+	}
+	dir := filepath.Dir(f.path)
+	ext := filepath.Ext(f.path)
+	prefix := strings.TrimSuffix(filepath.Base(f.path), ext) + "-"
+	type backup struct {
+		name, base string // base: without .gz
+		t          time.Time
+	}
+	var all []backup
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		base := strings.TrimSuffix(e.Name(), ".gz")
+		if e.IsDir() || !strings.HasPrefix(base, prefix) || !strings.HasSuffix(base, ext) {
+			continue
+		}
+		t, err := time.Parse(backupTime, base[len(prefix):len(base)-len(ext)])
+		if err == nil {
+			all = append(all, backup{e.Name(), base, t})
+		}
+	}
+	slices.SortStableFunc(all, func(a, b backup) int { return b.t.Compare(a.t) }) // newest first
+	cutoff := time.Now().Add(-time.Duration(f.cfg.MaxAgeDays) * 24 * time.Hour)
+	kept := map[string]bool{} // a backup and its .gz count once
+	for _, b := range all {
+		old := f.cfg.MaxAgeDays > 0 && b.t.Before(cutoff)
+		over := f.cfg.MaxBackups > 0 && !kept[b.base] && len(kept) >= f.cfg.MaxBackups
+		if !old && !over {
+			kept[b.base] = true
+			continue
+		}
+		if err := unix.Unlink(filepath.Join(dir, b.name)); err != nil && err != unix.ENOENT {
+			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: cannot remove old log %s: %v\n", f.cfg.Name, filepath.Join(dir, b.name), err)
+		}
+	}
 }
 
 // backups lists the uncompressed backups lumberjack has made of path.
@@ -260,10 +397,18 @@ func (f *file) backups() map[string]bool {
 // under a hidden name that lumberjack does not count, then renamed.
 func (f *file) compressLoop() {
 	defer f.zipping.Done()
-	takeIdentity(f.cfg)
+	if err := takeIdentity(f.cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "upshim[%s]: warning: backups left uncompressed: %v\n", f.cfg.Name, err)
+		for range f.compress {
+		}
+		return
+	}
 	for name := range f.compress {
 		if err := gzipFile(name); err != nil {
 			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: compress %s: %v\n", f.cfg.Name, name, err)
+		}
+		if len(f.compress) == 0 {
+			f.prune()
 		}
 	}
 }
@@ -301,8 +446,19 @@ func gzipFile(name string) error {
 	return os.Remove(name)
 }
 
-// close closes the file and waits for the compressions it started.
+// close reports output lost since the last write that worked (in the file
+// if it can be written now, on upshim's stderr in any case), then closes
+// the file and waits for the compressions it started.
 func (f *file) close() {
+	if f.lostLines > 0 {
+		err := f.check()
+		if err == nil {
+			err = f.report()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "upshim[%s]: lost %d lines (%d bytes) of output: %s\n", f.cfg.Name, f.lostLines, f.lostBytes, f.lostWhy)
+		}
+	}
 	f.lj.Close()
 	if f.compress != nil {
 		close(f.compress)

@@ -8,11 +8,13 @@
 // lines; one writer, on a thread of its own, writes them. A slow disk
 // slows the writer, then the readers, then the service (backpressure); a
 // failing one makes the writer drop whole lines, count them, and say so in
-// the file once writing works again.
+// the file and on upshim's stderr once writing works again, or at exit.
+// The console copy (--log-console) has a bounded buffer of its own: a
+// stdout nobody reads loses console lines, never file lines.
 //
-// The writer's thread takes the service's file-system identity (setfsuid),
-// so that a link the service plants where upshim writes can make upshim do
-// nothing the service could not do itself. lumberjack opens and renames by
+// The writer's thread takes the service's file-system identity (its groups,
+// setfsgid, setfsuid), so that a link the service plants where upshim
+// writes can make upshim do nothing the service could not do itself. lumberjack opens and renames by
 // path and follows links; the guards in file.go and that identity keep its
 // known traps (backups named to the millisecond, a deleted file never
 // recreated, compression that outlives Close, a .gz that appears before it
@@ -25,8 +27,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,8 +60,16 @@ type Config struct {
 	// Stdout is where Console copies go (upshim's own stdout).
 	Stdout io.Writer
 	// UID and GID, when not negative, are the identity the files are
-	// written with (the service's).
-	UID, GID int
+	// written with (the service's), with the supplementary groups Groups
+	// unless KeepGroups (the service keeps upshim's).
+	UID, GID   int
+	Groups     []int
+	KeepGroups bool
+	// InitOwned says that upshim, as the init did, owns the file and its
+	// directory (a job's console log in /var/log/upstart): they are
+	// written as upshim, not with the service's identity, and the
+	// directory must be one that only root can write.
+	InitOwned bool
 }
 
 // chunk is the most a reader takes from its pipe at a time.
@@ -90,10 +102,13 @@ type Sink struct {
 	writeEnd [2]*os.File // held open across respawns
 	batches  chan batch
 	free     chan *[]byte
+	ownFree  chan *[]byte // upshim's own lines have buffers of their own
+	ownLost  int          // own lines dropped since the last one written; the loop's alone
 	drainReq [2]chan chan struct{}
 	readers  sync.WaitGroup
 	writerWG sync.WaitGroup
 	requests chan func(*writer)
+	closing  atomic.Bool // Close has begun: a read deadline means stop
 }
 
 // Open creates or opens the log files (an error here is a configuration
@@ -105,17 +120,28 @@ func Open(cfg Config) (*Sink, error) {
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout
 	}
+	if cfg.InitOwned {
+		cfg.UID, cfg.GID, cfg.Groups = -1, -1, nil
+	}
 	s := &Sink{
 		cfg:      cfg,
-		batches:  make(chan batch, poolSize),
+		batches:  make(chan batch, poolSize+ownBuffers),
 		free:     make(chan *[]byte, poolSize+1),
+		ownFree:  make(chan *[]byte, ownBuffers),
 		requests: make(chan func(*writer)),
 	}
 	for range poolSize + 1 {
 		b := make([]byte, chunk+MaxLine+len(ContinuedMark)+1)
 		s.free <- &b
 	}
+	for range ownBuffers {
+		b := make([]byte, ownLineMax)
+		s.ownFree <- &b
+	}
 	w := &writer{cfg: cfg, scratch: make([]byte, 0, 2*(chunk+MaxLine))}
+	if cfg.Console {
+		w.console = newConsole(cfg.Stdout)
+	}
 	started := make(chan error, 1)
 	s.writerWG.Add(1)
 	go s.writeLoop(w, started)
@@ -127,7 +153,7 @@ func Open(cfg Config) (*Sink, error) {
 		r, wr, err := os.Pipe()
 		if err != nil {
 			s.Close()
-			return nil, err
+			return nil, fmt.Errorf("--log-file %s: cannot create a pipe for the service's output: %v", cfg.File, err)
 		}
 		// A larger pipe means fewer, larger reads when the service is busy.
 		// (Through Control: Fd would make the read end blocking, and a
@@ -168,14 +194,30 @@ func (s *Sink) readLoop(stream int) {
 				pipe.SetReadDeadline(time.Time{})
 				s.drainPipe(stream, f)
 				s.batches <- batch{stream: stream, sync: done}
+				continue
 			default:
 			}
-		default: // EOF: every writer is gone; the partial line goes too
-			if rest := f.rest(); len(rest) > 0 {
-				s.send(stream, rest, "\n")
+			if s.closing.Load() {
+				// Close's deadline: a process that is not upshim's
+				// descendant still holds a write end. Take what the pipe
+				// holds and stop; past its deadline the poller fails every
+				// read at once, so reading on would spin, and EOF might
+				// never come.
+				s.drainPipe(stream, f)
+				s.flushRest(stream, f)
+				return
 			}
+		default: // EOF: every writer is gone; the partial line goes too
+			s.flushRest(stream, f)
 			return
 		}
+	}
+}
+
+// flushRest passes the partial line left at the end, with a newline.
+func (s *Sink) flushRest(stream int, f *framer) {
+	if rest := f.rest(); len(rest) > 0 {
+		s.send(stream, rest, "\n")
 	}
 }
 
@@ -229,15 +271,34 @@ func (s *Sink) send(stream int, lines []byte, suffix string) {
 	s.batches <- batch{stream: stream, buf: buf, n: n}
 }
 
+// ownBuffers is how many of upshim's own lines may wait for the writer at
+// once; ownLineMax is the most of one that is kept. They do not share the
+// service's buffers, so that a service that keeps the writer busy cannot
+// crowd upshim's lines out.
+const (
+	ownBuffers = 16
+	ownLineMax = 4096
+)
+
 // Message writes one of upshim's own lines (newline included) to the
-// stderr stream's file. It never waits for the disk: with the writer
-// behind, the line is dropped and counted as lost.
+// stderr stream's file. It never waits for the disk: with the writer that
+// far behind, the line is dropped (it is on upshim's stderr already), and
+// the next line that gets through says how many were.
 func (s *Sink) Message(line []byte) {
 	select {
-	case buf := <-s.free:
-		n := copy(*buf, line)
+	case buf := <-s.ownFree:
+		n := 0
+		if s.ownLost > 0 {
+			n = copy(*buf, fmt.Sprintf("upshim[%s]: (%d of upshim's own lines left out here: the log writer was behind)\n", s.cfg.Name, s.ownLost))
+			s.ownLost = 0
+		}
+		if len(line) > len(*buf)-n {
+			line = append(line[:len(*buf)-n-1:len(*buf)-n-1], '\n')
+		}
+		n += copy((*buf)[n:], line)
 		s.batches <- batch{stream: stderr, buf: buf, n: n, own: true}
 	default:
+		s.ownLost++
 	}
 }
 
@@ -269,8 +330,10 @@ func (s *Sink) Rotate() error {
 
 // Close closes upshim's write ends, waits (at most a few seconds) for the
 // readers to reach EOF, which flushes partial lines, then stops the writer,
-// which finishes its compressions.
+// which reports lost output and finishes its compressions and the console
+// copy (that one, too, for a few seconds at most).
 func (s *Sink) Close() {
+	s.closing.Store(true)
 	for i, wr := range s.writeEnd {
 		if wr != nil {
 			wr.Close()
@@ -292,7 +355,10 @@ const closeWait = 3 * time.Second
 // included, is checked as the service's would be.
 func (s *Sink) writeLoop(w *writer, started chan<- error) {
 	defer s.writerWG.Done()
-	takeIdentity(s.cfg)
+	if err := takeIdentity(s.cfg); err != nil {
+		started <- err
+		return
+	}
 	if err := w.open(); err != nil {
 		started <- err
 		return
@@ -310,7 +376,11 @@ func (s *Sink) writeLoop(w *writer, started chan<- error) {
 				continue
 			}
 			w.write(b.stream, (*b.buf)[:b.n], b.own)
-			s.free <- b.buf
+			if b.own {
+				s.ownFree <- b.buf
+			} else {
+				s.free <- b.buf
+			}
 		case req := <-s.requests:
 			req(w)
 		}
@@ -319,32 +389,63 @@ func (s *Sink) writeLoop(w *writer, started chan<- error) {
 
 // takeIdentity locks the calling goroutine to its thread for good (the
 // thread ends with the goroutine) and gives that thread the service's
-// file-system identity: setfsuid and setfsgid are per thread on Linux, and
-// they drop the capabilities that would let root's files be touched.
-func takeIdentity(cfg Config) {
+// file-system identity: its supplementary groups, then setfsgid and
+// setfsuid. All three are per thread on Linux (unix.Setgroups is the raw
+// call; syscall.Setgroups would change every thread of upshim), and
+// setfsuid drops the capabilities that would let root's files be touched.
+// Neither setfs call reports failure, so both are read back.
+func takeIdentity(cfg Config) error {
 	runtime.LockOSThread()
-	if cfg.UID >= 0 && cfg.GID >= 0 {
-		unix.Setfsgid(cfg.GID)
-		unix.Setfsuid(cfg.UID)
+	if cfg.UID < 0 || cfg.GID < 0 {
+		return nil
 	}
+	if !cfg.KeepGroups && os.Geteuid() == 0 {
+		if err := unix.Setgroups(cfg.Groups); err != nil {
+			return fmt.Errorf("cannot take the groups %v of the service to write its logs: %v", cfg.Groups, err)
+		}
+	}
+	unix.Setfsgid(cfg.GID)
+	unix.Setfsuid(cfg.UID)
+	gid, _ := unix.SetfsgidRetGid(-1) // -1 changes nothing: the current one
+	uid, _ := unix.SetfsuidRetUid(-1)
+	if uid != cfg.UID || gid != cfg.GID {
+		return fmt.Errorf("cannot take the identity %d:%d of the service to write its logs (have %d:%d)", cfg.UID, cfg.GID, uid, gid)
+	}
+	return nil
 }
 
 // writer writes batches to the files. Only writeLoop's goroutine uses it.
 type writer struct {
 	cfg     Config
 	files   [2]*file // by stream; both the same file without StderrFile
+	console *console // with Console
 	scratch []byte
 	stamp   [32]byte
 }
 
 // open opens the files; an error names the flag and the path.
 func (w *writer) open() error {
+	same := func() error {
+		return fmt.Errorf("--log-file %s and --log-stderr %s are the same file; leave out --log-stderr to log both streams there", w.cfg.File, w.cfg.StderrFile)
+	}
+	// Two lumberjacks rotating one file would overwrite each other's
+	// backups: the same path, however written, is refused before anything
+	// is created, and the same file under another name once the first
+	// exists.
+	if w.cfg.StderrFile != "" && absClean(w.cfg.File) == absClean(w.cfg.StderrFile) {
+		return same()
+	}
 	main, err := newFile(w.cfg, w.cfg.File)
 	if err != nil {
 		return fmt.Errorf("--log-file %s: %v", w.cfg.File, err)
 	}
 	w.files = [2]*file{main, main}
 	if w.cfg.StderrFile != "" {
+		var st unix.Stat_t
+		if unix.Stat(w.cfg.StderrFile, &st) == nil && uint64(st.Dev) == main.dev && st.Ino == main.ino {
+			main.close()
+			return same()
+		}
 		errf, err := newFile(w.cfg, w.cfg.StderrFile)
 		if err != nil {
 			main.close()
@@ -362,10 +463,10 @@ func (w *writer) write(stream int, lines []byte, own bool) {
 	if w.cfg.Timestamps {
 		lines = w.stampLines(lines)
 	}
-	if w.cfg.Console && !own {
-		w.cfg.Stdout.Write(lines)
+	if w.console != nil && !own {
+		w.console.put(lines)
 	}
-	w.files[stream].write(lines)
+	w.files[stream].write(lines, own)
 }
 
 // stampLines prefixes each line with the time, into scratch.
@@ -392,12 +493,28 @@ func (w *writer) rotateAll() error {
 	return err
 }
 
-// close closes the files and waits for their compressions.
+// close stops the console copy, reports what it and the files lost, and
+// closes the files, waiting for their compressions.
 func (w *writer) close() {
+	if w.console != nil {
+		if lines, n := w.console.close(); lines > 0 || n > 0 {
+			msg := fmt.Appendf(nil, "upshim[%s]: --log-console: dropped %d lines (%d bytes) that stdout did not take in time\n", w.cfg.Name, lines, n)
+			os.Stderr.Write(msg)
+			w.files[stderr].write(msg, true)
+		}
+	}
 	w.files[stdout].close()
 	if w.files[stderr] != w.files[stdout] {
 		w.files[stderr].close()
 	}
+}
+
+// absClean is path made absolute and clean, for comparing paths.
+func absClean(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
+	}
+	return filepath.Clean(path)
 }
 
 // indexNewline is the end of the first line of b (its last byte if b

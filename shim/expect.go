@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -102,19 +102,32 @@ func (s *Supervisor) survivor() (pid int, retry bool, err error) {
 		len(kids), joinInts(kids))
 }
 
-// readPidfile reads a pid from path without following a symbolic link
-// that the service could have planted there.
+// readPidfile reads a pid from path. The service controls the file, so
+// upshim follows no symbolic link, reads nothing but a regular file, and
+// reads it with one bounded read(2) outside the runtime's poller: a FIFO
+// (or a device) could otherwise block the loop for as long as the service
+// likes.
 func readPidfile(path string) (int, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		if errors.Is(err, syscall.ELOOP) {
+		if err == unix.ELOOP {
 			return 0, errors.New("is a symbolic link: refused")
 		}
-		return 0, errors.Unwrap(err)
+		return 0, err
 	}
-	defer f.Close()
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, errors.New("is not a regular file: refused")
+	}
 	buf := make([]byte, 64)
-	n, _ := f.Read(buf)
+	n, err := unix.Read(fd, buf)
+	if err != nil || n < 0 {
+		n = 0
+	}
 	pid, err := strconv.Atoi(string(bytes.TrimSpace(buf[:n])))
 	if err != nil || pid <= 0 {
 		return 0, fmt.Errorf("holds %q, not a pid", bytes.TrimSpace(buf[:n]))

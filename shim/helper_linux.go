@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -61,6 +62,7 @@ func RunSetupHelper(args []string) int {
 	// nice is a property of the thread; the exec must happen on the
 	// thread that set it.
 	runtime.LockOSThread()
+	ppid := os.Getppid() // upshim; the death signal is set (see spawn)
 	name := "service"
 	fail := func(what string, err error) int {
 		fmt.Fprintf(os.Stderr, "upshim[%s]: %s: %v\n", name, what, err)
@@ -135,6 +137,16 @@ func RunSetupHelper(args []string) int {
 	if uid >= 0 {
 		if err := syscall.Setuid(uid); err != nil {
 			return fail("--user: setuid", err)
+		}
+	}
+	if uid >= 0 || gid >= 0 {
+		// A change of credentials clears the death signal that spawn
+		// set; set it again, and go if upshim died in between.
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(deathSignal), 0, 0, 0); err != nil {
+			return fail("setup: PR_SET_PDEATHSIG", err)
+		}
+		if os.Getppid() != ppid {
+			return fail("setup", errors.New("upshim is gone"))
 		}
 	}
 	if dir != "" {

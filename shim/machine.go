@@ -14,6 +14,7 @@ package shim
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"syscall"
 	"time"
@@ -35,6 +36,9 @@ const (
 	phAwaitPidfile
 	// phRunning: the main process is ready.
 	phRunning
+	// phFollowing: a forking service's main process exited 0 while
+	// running; the successor its pidfile will name is awaited.
+	phFollowing
 	// phPostStart: ready, and the post-start hook runs alongside.
 	phPostStart
 	// phPostStartEnded: the main process ended while post-start ran; its
@@ -59,7 +63,7 @@ const (
 	phDone
 )
 
-var phaseNames = [...]string{"init", "pre-start", "starting", "awaiting-pidfile", "running", "post-start",
+var phaseNames = [...]string{"init", "pre-start", "starting", "awaiting-pidfile", "running", "following", "post-start",
 	"post-start-ended", "backoff", "pre-stop", "stopping", "post-stop", "draining", "down", "done"}
 
 func (p phase) String() string { return phaseNames[p] }
@@ -70,7 +74,7 @@ func (p phase) statusName() string {
 	switch p {
 	case phAwaitPidfile:
 		return "starting"
-	case phPostStart, phPostStartEnded:
+	case phPostStart, phPostStartEnded, phFollowing:
 		return "running"
 	}
 	return p.String()
@@ -149,6 +153,10 @@ func (d deadline) slot() int {
 	return 0
 }
 
+// spawnRetryDelay is the least wait before respawning after a spawn that
+// failed for want of a resource (see spawnTransient).
+const spawnRetryDelay = 100 * time.Millisecond
+
 // sweepInterval spaces the re-checks made after SIGKILL, until every
 // descendant is reaped; they happen only while a stop is ending, never
 // while the service runs, so an idle upshim never wakes up.
@@ -181,6 +189,7 @@ type machine struct {
 
 	armed [2]deadline // what each deadline slot is armed for
 
+	notifyWarned   bool   // a bad NOTIFY_SOCKET message was logged this run
 	readyDone      bool   // --ready-fd has had its newline
 	announcedReady bool   // READY=1 went upward
 	reloading      bool   // RELOADING=1 went upward; READY=1 ends it
@@ -205,6 +214,7 @@ const (
 	evLauncherExit               // a forking service's launcher ended before it was ready
 	evHookExit                   // the running hook ended
 	evOrphanExit                 // any other child: something the service left
+	evMainVanished               // the main process, not upshim's child, ended (its pidfd said so)
 	evMainStopped                // the main process was stopped by a signal
 	evReaped                     // one pass of the reaper is over (none: no child is left)
 	evStopSignal                 // SIGTERM or SIGINT
@@ -219,26 +229,27 @@ const (
 	evNotFound                   // result of effFindMain: none (yet)
 )
 
-var evNames = [...]string{"start", "main-exit", "launcher-exit", "hook-exit", "orphan-exit", "main-stopped",
+var evNames = [...]string{"start", "main-exit", "launcher-exit", "hook-exit", "orphan-exit", "main-vanished", "main-stopped",
 	"reaped", "stop-signal", "reload-signal", "relay-signal", "deadline", "notify", "request",
 	"spawned", "spawn-failed", "found", "not-found"}
 
 // event is one thing that happened, as data.
 type event struct {
-	kind   evKind
-	at     time.Time
-	pid    int
-	status syscall.WaitStatus
-	none   bool           // evReaped: wait4 said no child is left
-	sig    syscall.Signal // the signal (evStopSignal, evRelaySignal, evMainStopped)
-	dl     deadline       // evDeadline
-	note   *notification  // evNotify; note.mainPIDOK says whether MAINPID descends from upshim
-	req    *request       // evRequest
-	err    error          // evSpawnFailed, evNotFound
-	code   int            // evSpawnFailed: 126 or 127, or 0 for a transient failure
-	retry  bool           // evNotFound: the pidfile may still come
-	fg     bool           // evSpawned (main): it was given the terminal's foreground
-	pgid   int            // evFound: the main process's group
+	kind       evKind
+	at         time.Time
+	pid        int
+	status     syscall.WaitStatus
+	none       bool           // evReaped: wait4 said no child is left
+	sig        syscall.Signal // the signal (evStopSignal, evRelaySignal, evMainStopped)
+	dl         deadline       // evDeadline
+	note       *notification  // evNotify; note.mainPIDOK says whether MAINPID descends from upshim
+	req        *request       // evRequest
+	err        error          // evSpawnFailed, evNotFound
+	code       int            // evSpawnFailed: 126 or 127, or 0 for want of a resource that may come back
+	retry      bool           // evNotFound: the pidfile may still come
+	fg         bool           // evSpawned (main): it was given the terminal's foreground
+	notStarted bool           // (internal) the main process could not be spawned
+	pgid       int            // evFound: the main process's group
 }
 
 // effKind is the kind of an effect.
@@ -259,10 +270,11 @@ const (
 	effTerminal                  // give the terminal's foreground back to the main process's group
 	effRotate                    // rotate the log files and answer req
 	effPokeReaper                // run the reaper once more, even without SIGCHLD
+	effWatchMain                 // follow pid, the main process upshim does not parent, by pidfd
 )
 
 var effNames = [...]string{"spawn-main", "spawn-hook", "signal", "arm", "disarm", "announce", "reply",
-	"log", "find-main", "drain-logs", "ready-fd", "terminal", "rotate", "poke-reaper"}
+	"log", "find-main", "drain-logs", "ready-fd", "terminal", "rotate", "poke-reaper", "watch-main"}
 
 // target names who a signal goes to.
 type target int
@@ -323,6 +335,17 @@ func (m *machine) step(ev event) []effect {
 		m.onHookExit(ev)
 	case evOrphanExit:
 		m.logf(levelDebug, "reaped orphan %d, which %s", ev.pid, describeStatus(ev.status))
+	case evMainVanished:
+		if ev.pid == m.inst.pid && ev.pid != 0 {
+			// Its parent reaped it, and its status went there. A stop under
+			// way is taken to have ended it; otherwise it counts as a failure.
+			m.logf(levelInfo, "main process (%d) ended; its parent, not upshim, reaped it, so how it ended is unknown", ev.pid)
+			ev.status = exited(1)
+			if m.then != intentNone {
+				ev.status = 0
+			}
+			m.onMainExit(ev)
+		}
 	case evMainStopped:
 		m.onMainStopped(ev)
 	case evReaped:
@@ -367,6 +390,8 @@ func (m *machine) roleOf(pid int) evKind {
 // The effect makers.
 
 func (m *machine) emit(e effect) { m.eff = append(m.eff, e) }
+
+func exited(code int) syscall.WaitStatus { return syscall.WaitStatus(code << 8) }
 
 func (m *machine) logf(level int, format string, args ...any) {
 	m.emit(effect{kind: effLog, level: level, msg: fmt.Sprintf(format, args...)})
@@ -465,7 +490,7 @@ func (m *machine) onSpawned(ev event) {
 	}
 	m.inst.pid, m.inst.pgid, m.inst.started = ev.pid, ev.pid, ev.at
 	m.inst.terminal = ev.fg
-	m.ranOnce = true
+	m.ranOnce, m.notifyWarned = true, false
 	m.logf(levelDebug, "main process (%d) started: %s", ev.pid, m.cfg.Command[0])
 	if m.cfg.Expect == ExpectNone {
 		m.becomeReady()
@@ -498,9 +523,11 @@ func (m *machine) onSpawnFailed(ev event) {
 	}
 	if ev.code == 0 {
 		// Out of processes, descriptors or memory for now: a failed run
-		// under the respawn policy, not a command that cannot run.
+		// with status 126 under the respawn policy, not a command that
+		// cannot run.
 		m.logf(levelError, "%s: cannot start: %v", m.cfg.Command[0], ev.err)
-		m.mainEnded(event{at: ev.at, status: syscall.WaitStatus(1 << 8)})
+		m.inst.started = ev.at
+		m.mainEnded(event{at: ev.at, status: exited(126), notStarted: true})
 		return
 	}
 	m.logf(levelError, "%s: cannot execute: %v", m.cfg.Command[0], ev.err)
@@ -553,16 +580,21 @@ func (m *machine) onLauncherExit(ev event) {
 func (m *machine) onFound(ev event) {
 	switch m.phase {
 	case phStarting, phAwaitPidfile:
+		m.disarm(dlPidfile)
 		m.adopt(ev.pid, ev.pgid)
 		m.logf(levelDebug, "the launcher (%d) exited 0; main process is %d", m.inst.launcher, ev.pid)
 		m.becomeReady()
-	case phRunning, phPostStart:
+	case phRunning, phPostStart, phFollowing:
 		if m.deferred == nil {
 			return
 		}
+		m.disarm(dlPidfile)
 		m.logf(levelInfo, "main process (%d) exited 0; following %d", m.deferred.pid, ev.pid)
 		m.deferred = nil
 		m.adopt(ev.pid, ev.pgid)
+		if m.phase == phFollowing {
+			m.phase = phRunning
+		}
 	}
 }
 
@@ -586,18 +618,33 @@ func (m *machine) onNotFound(ev event) {
 		m.phase = phStarting
 		m.logf(levelError, "expected a fork, but %v", ev.err)
 		m.startFailed(ev.at, syscall.WaitStatus(0))
-	case phRunning, phPostStart:
+	case phRunning, phFollowing:
 		d := m.deferred
 		if d == nil {
 			return
 		}
-		m.deferred = nil
-		if m.phase == phPostStart {
-			m.phase, m.deferred = phPostStartEnded, d
-			m.logf(levelDebug, "main process (%d) %s; waiting for post-start", d.pid, describeStatus(d.status))
+		if m.phase == phRunning {
+			m.inst.since = ev.at
+		}
+		if ev.retry && ev.at.Sub(m.inst.since) < m.pidfileWait() {
+			// A re-forked daemon's pidfile is waited for as at start-up.
+			m.phase = phFollowing
+			m.arm(dlPidfile, pidfileRetry)
 			return
 		}
+		m.deferred = nil
+		m.phase = phRunning
+		if m.inst.since != ev.at {
+			m.logf(levelInfo, "main process (%d) exited 0, and no successor to follow: %v", d.pid, ev.err)
+		}
 		m.mainGone(event{at: ev.at, pid: d.pid, status: d.status})
+	case phPostStart:
+		d := m.deferred
+		if d == nil {
+			return
+		}
+		m.phase = phPostStartEnded
+		m.logf(levelDebug, "main process (%d) %s; waiting for post-start", d.pid, describeStatus(d.status))
 	}
 }
 
@@ -695,8 +742,12 @@ func (m *machine) mainEnded(ev event) {
 		m.then = intentExit
 		normal = true
 	}
+	what := fmt.Sprintf("main process (%d) %s", ev.pid, describeStatus(ws))
+	if ev.notStarted {
+		what = "the main process could not start"
+	}
 	if !m.cfg.Respawn || normal {
-		m.logf(levelDebug, "main process (%d) %s", ev.pid, describeStatus(ws))
+		m.logf(levelDebug, "%s", what)
 		m.next = next{code: code}
 		m.runPostStop(result, ws)
 		return
@@ -706,8 +757,8 @@ func (m *machine) mainEnded(ev event) {
 	}
 	m.consecutive++
 	if !m.window.fail(ev.at) {
-		m.logf(levelError, "main process (%d) %s; respawning too fast (%d times within %s), stopped",
-			ev.pid, describeStatus(ws), m.window.count, m.cfg.RespawnLimit.Interval)
+		m.logf(levelError, "%s; respawning too fast (%d times within %s), stopped",
+			what, m.window.count, m.cfg.RespawnLimit.Interval)
 		if code == 0 {
 			code = 1
 		}
@@ -716,7 +767,12 @@ func (m *machine) mainEnded(ev event) {
 		return
 	}
 	delay := backoff(time.Duration(m.cfg.RespawnDelay), time.Duration(m.cfg.RespawnDelayMax), m.consecutive)
-	m.logf(levelInfo, "main process (%d) %s; respawning%s (%s)", ev.pid, describeStatus(ws), after(delay), m.respawnCount())
+	if ev.notStarted && delay < spawnRetryDelay {
+		// Without a delay the next spawn would fail the same way at once,
+		// and again, with no pause to let the resource come back.
+		delay = spawnRetryDelay
+	}
+	m.logf(levelInfo, "%s; respawning%s (%s)", what, after(delay), m.respawnCount())
 	m.next = next{respawn: true, delay: delay, code: code}
 	m.announce("STATUS=respawning after the main process " + describeStatus(ws))
 	m.runPostStop(result, ws)
@@ -821,28 +877,38 @@ func (m *machine) onReaped(ev event) {
 
 // The stop.
 
-// onStopSignal handles SIGTERM and SIGINT: the stop, and a second one
-// kills everything at once.
+// onStopSignal handles SIGTERM and SIGINT: the stop, which then ends in
+// an exit whatever the control socket asked; a second one kills
+// everything at once, since whoever sends TERM twice means now.
 func (m *machine) onStopSignal(ev event) {
 	name := SignalName(ev.sig)
-	if m.sigStop {
-		if !m.killed {
-			m.logf(levelInfo, "got %s again; killing everything now", name)
-			m.killHooks = true
-			m.killEverything()
-		}
-		return
+	switch {
+	case !m.sigStop && m.then != intentNone && m.phase != phDown:
+		m.sigStop, m.then = true, intentExit
+		m.logf(levelInfo, "got %s during a stop; upshim exits once it is over", name)
+	case !m.sigStop:
+		m.sigStop = true
+		m.requestStop(intentExit, "got "+name)
+	case !m.killed:
+		m.logf(levelInfo, "got %s again; killing everything now", name)
+		m.then, m.killHooks = intentExit, true
+		m.killEverything()
 	}
-	m.sigStop = true
-	m.requestStop(intentExit, "got "+name)
 }
 
 // requestStop starts the stop sequence toward then: no more respawns,
 // pre-stop, the kill signal per --kill-mode, SIGKILL to everything at the
-// deadline. A stop already under way goes on; only its end may change,
-// and never from an exit to staying up.
+// deadline. A stop already under way goes on; a control request only
+// waits for it, and never turns an exit into staying up.
 func (m *machine) requestStop(then intent, why string) {
+	if m.phase == phDown {
+		if then == intentExit {
+			m.then, m.phase = intentExit, phDone // nothing is left to stop
+		}
+		return
+	}
 	if m.then != intentNone {
+		m.logf(levelDebug, "%s to stop; a stop is under way, waiting for it", why)
 		if m.then != intentExit {
 			m.then = then
 		}
@@ -851,10 +917,6 @@ func (m *machine) requestStop(then intent, why string) {
 	m.then = then
 	m.logf(levelDebug, "%s; stopping (%s)", why, m.phase)
 	switch m.phase {
-	case phDown:
-		if then == intentExit {
-			m.phase = phDone
-		}
 	case phBackoff:
 		m.disarm(dlRespawn)
 		m.logf(levelInfo, "%s; respawn cancelled", why)
@@ -871,6 +933,13 @@ func (m *machine) requestStop(then intent, why string) {
 		m.signal(toTree, syscall.SIGCONT, "stop")
 		m.arm(dlKill, time.Duration(m.cfg.KillTimeout))
 		m.emit(effect{kind: effPokeReaper})
+	case phFollowing:
+		// The successor is not known yet: the run ends here, and finish
+		// stops whatever the daemon left.
+		m.disarm(dlPidfile)
+		d := m.deferred
+		m.deferred, m.phase = nil, phRunning
+		m.mainGone(event{at: time.Time{}, pid: d.pid, status: d.status})
 	case phPreStart, phPostStart, phPostStartEnded:
 		// The hook goes first: it must not hang the stop (upstart's worst
 		// hang); the stop goes on once it has ended.
@@ -1030,7 +1099,7 @@ func (m *machine) onDeadline(ev event) {
 		m.signal(toTree, syscall.SIGKILL, "sweep")
 		m.arm(dlSweep, sweepInterval)
 	case dlPidfile:
-		if m.phase == phAwaitPidfile {
+		if m.phase == phAwaitPidfile || m.phase == phFollowing {
 			m.emit(effect{kind: effFindMain})
 		}
 	case dlStart:
@@ -1148,16 +1217,21 @@ func (m *machine) serving() bool {
 func (m *machine) onNotify(ev event) {
 	n := ev.note
 	if !n.allowed {
-		m.logf(levelWarn, "warning: NOTIFY_SOCKET: message from uid %d (pid %d) ignored", n.uid, n.pid)
+		m.warnNotify("warning: NOTIFY_SOCKET: message from uid %d (pid %d) ignored", n.uid, n.pid)
 		return
 	}
 	if v, ok := n.fields["MAINPID"]; ok {
 		switch {
+		case !n.mainPIDOK && n.mainPIDWhy != "":
+			m.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s %s: ignored", v, n.mainPIDWhy)
 		case !n.mainPIDOK:
-			m.logf(levelWarn, "warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
+			m.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
 		case n.mainPID != m.inst.pid && m.inst.pid != 0:
 			m.logf(levelInfo, "main process is now %d (MAINPID), was %d", n.mainPID, m.inst.pid)
 			m.adopt(n.mainPID, n.mainPGID)
+			if !n.mainPIDChild {
+				m.emit(effect{kind: effWatchMain, pid: n.mainPID})
+			}
 		}
 	}
 	if v, ok := n.fields["STATUS"]; ok {
@@ -1179,6 +1253,16 @@ func (m *machine) onNotify(ev event) {
 			m.announce("READY=1") // done reloading
 		}
 	}
+}
+
+// warnNotify logs a bad NOTIFY_SOCKET message, once per run of the main
+// process: the service can send them as fast as upshim can read.
+func (m *machine) warnNotify(format string, args ...any) {
+	if m.notifyWarned {
+		return
+	}
+	m.notifyWarned = true
+	m.logf(levelWarn, format+" (further bad messages in this run are not logged)", args...)
 }
 
 // Control requests.
@@ -1212,7 +1296,9 @@ func (m *machine) onRequest(ev event) {
 			m.restartFromDown()
 			m.reply(r, "ok "+m.startedText())
 		case m.then == intentExit:
-			m.reply(r, "error upshim is exiting")
+			// A stop that ends upshim (TERM, ctl exit) is under way: a
+			// restart cannot undo it.
+			m.reply(r, "error upshim is stopping to exit; not restarting")
 		default:
 			m.waiting = append(m.waiting, r)
 			m.requestStop(intentRestart, "asked over --control")
@@ -1234,12 +1320,7 @@ func (m *machine) onRequest(ev event) {
 		m.emit(effect{kind: effRotate, req: r})
 	case "exit":
 		m.reply(r, "ok exiting")
-		if m.phase == phDown {
-			m.then = intentExit
-			m.phase = phDone
-			return
-		}
-		if m.then != intentNone {
+		if m.then != intentNone && m.phase != phDown {
 			m.then = intentExit
 			return
 		}
@@ -1326,7 +1407,10 @@ func (m *machine) statusText(now time.Time, asJSON bool) string {
 	}
 	text := fmt.Sprintf("%s %s: %s", answer, st.Name, st.State)
 	if st.PID != 0 {
-		text += fmt.Sprintf(", pid %d, up %s", st.PID, time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Millisecond))
+		// Rounded to the millisecond the seconds were rounded to: the
+		// float does not convert back to a round Duration.
+		up := time.Duration(math.Round(st.UptimeSeconds*1e3)) * time.Millisecond
+		text += fmt.Sprintf(", pid %d, up %s", st.PID, up)
 	}
 	text += fmt.Sprintf(", %d respawns", st.Respawns)
 	if st.LastExit != "" {

@@ -44,7 +44,6 @@ type fixture struct {
 	steps []event
 }
 
-func exited(code int) syscall.WaitStatus           { return syscall.WaitStatus(code << 8) }
 func killedBy(sig syscall.Signal) syscall.WaitStatus { return syscall.WaitStatus(sig) }
 
 func exitOf(pid int, ws syscall.WaitStatus) event {

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -58,10 +59,12 @@ type notification struct {
 	fields   map[string]string
 
 	// Filled in by the loop (vet) for the machine.
-	allowed   bool // from root, upshim's or the service's user
-	mainPIDOK bool // MAINPID names one of upshim's descendants
-	mainPID   int
-	mainPGID  int
+	allowed      bool   // from root, upshim's or the service's user
+	mainPIDOK    bool   // MAINPID names one of upshim's descendants
+	mainPIDChild bool   // ...and upshim's own child, whose end reap sees
+	mainPIDWhy   string // why a MAINPID was refused, when known
+	mainPID      int
+	mainPGID     int
 }
 
 // notifySocket is the private NOTIFY_SOCKET upshim gives a service under
@@ -80,28 +83,57 @@ func listenNotify(uid int, out chan<- notification) (*notifySocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &notifySocket{dir: dir, path: filepath.Join(dir, "notify")}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err == nil {
-		err = unix.Bind(fd, &unix.SockaddrUnix{Name: n.path})
-	}
-	if err == nil {
-		// Without it the kernel attaches no credentials to check.
-		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	}
-	if err == nil && uid >= 0 {
-		// The service runs as another user: it must reach the socket.
-		if err = os.Chown(dir, uid, -1); err == nil {
-			err = os.Chown(n.path, uid, -1)
+	n := &notifySocket{dir: dir, path: filepath.Join(dir, "notify"), fd: -1}
+	if err := n.create(uid); err != nil {
+		if n.fd >= 0 {
+			unix.Close(n.fd)
 		}
-	}
-	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	n.fd = fd
 	go n.read(out)
 	return n, nil
+}
+
+// create binds the socket and, for a service of another user, gives it
+// the socket and then the directory. Once the directory is the user's,
+// the user can put a link in place of anything in it, so every step
+// works on descriptors or does not follow links, and the socket is given
+// first, while the directory is still root's alone. (Chowning both by
+// path let a link renamed over the socket in between have root chown
+// the link's target.)
+func (n *notifySocket) create(uid int) error {
+	dirfd, err := unix.Open(n.dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dirfd)
+	// MkdirTemp made it 0700 and ours; a directory swapped in since is not.
+	var st unix.Stat_t
+	if err := unix.Fstat(dirfd, &st); err != nil {
+		return err
+	}
+	if int(st.Uid) != os.Geteuid() || st.Mode&0o077 != 0 {
+		return fmt.Errorf("%s: replaced while upshim set it up", n.dir)
+	}
+	if n.fd, err = unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err != nil {
+		return err
+	}
+	if err := unix.Bind(n.fd, &unix.SockaddrUnix{Name: n.path}); err != nil {
+		return err
+	}
+	// Without it the kernel attaches no credentials to check.
+	if err := unix.SetsockoptInt(n.fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		return err
+	}
+	if uid < 0 {
+		return nil
+	}
+	// The service runs as another user: it must reach the socket.
+	if err := unix.Fchownat(dirfd, "notify", uid, -1, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	return unix.Fchown(dirfd, uid, -1)
 }
 
 // read passes every datagram with credentials on to the loop. It is the
@@ -144,18 +176,33 @@ func (n *notifySocket) close() {
 }
 
 // vet checks what the kernel says of a notification's sender, and a
-// MAINPID it names, for the machine: messages from other users than the
-// service's, root's and upshim's are not allowed, and a MAINPID must
-// descend from upshim.
+// MAINPID it names, for the machine. Messages from other users than the
+// service's, root's and upshim's are not allowed. A MAINPID must descend
+// from upshim; one that is not upshim's own child (a launcher's child) is
+// pinned with a pidfd before the check, which the loop keeps to follow it
+// (see mainfd_linux.go) if the machine adopts it.
 func (s *Supervisor) vet(n notification) *notification {
 	n.allowed = n.uid == 0 || n.uid == os.Getuid() || (s.setup.cred != nil && n.uid == int(s.setup.cred.Uid))
-	if v, ok := n.fields["MAINPID"]; ok && n.allowed {
-		pid, err := strconv.Atoi(v)
-		if err == nil && descends(pid) {
-			n.mainPIDOK, n.mainPID, n.mainPGID = true, pid, pid
-			if g, err := unix.Getpgid(pid); err == nil {
-				n.mainPGID = g
-			}
+	v, ok := n.fields["MAINPID"]
+	if !ok || !n.allowed {
+		return &n
+	}
+	pid, err := strconv.Atoi(v)
+	if err != nil || pid <= 1 || (s.m.hook != nil && pid == s.m.hook.pid) {
+		return &n
+	}
+	if s.procs.parent(pid) == s.self {
+		n.mainPIDOK, n.mainPIDChild = true, true
+	} else if fd, err := openPidfd(pid); err == nil {
+		n.mainPIDOK = true
+		s.vetted, s.vettedPid = fd, pid
+	} else {
+		n.mainPIDWhy = err.Error()
+	}
+	if n.mainPIDOK {
+		n.mainPID, n.mainPGID = pid, pid
+		if g, err := s.procs.group(pid); err == nil {
+			n.mainPGID = g
 		}
 	}
 	return &n

@@ -39,6 +39,21 @@ func lookPath(name string, env []string) (string, error) {
 	return "", errNotFound
 }
 
+// deathSignal is what the kernel sends to upshim's children when upshim
+// dies without running its stop: only SIGKILL (the OOM killer, kill -9)
+// does that, since upshim catches everything else. It is SIGKILL, not the
+// kill signal: with upshim gone nobody would send SIGKILL at the kill
+// timeout, so a service that ignores TERM would run on unsupervised, and
+// whoever killed upshim with SIGKILL wanted it gone at once.
+//
+// Linux sends it when the thread that forked the child ends, not the
+// process: Run locks the loop, which does every spawn, to its thread for
+// as long as upshim lives, so no spawn happens on a thread that may end
+// (the runtime ends a thread whose locked goroutine exits). It does not
+// reach a process the service forks (fork clears it), and a set-user-ID
+// program clears it at exec.
+const deathSignal = syscall.SIGKILL
+
 // spawn starts argv in a process group of its own, with the service's
 // setup, and returns its pid. It never waits: the child's exit reaches the
 // supervisor through reap. When foreground is set, the child takes stdin's
@@ -53,7 +68,8 @@ func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bo
 	attr := &syscall.ProcAttr{
 		Env:   setup.env,
 		Files: setup.files,
-		Sys:   &syscall.SysProcAttr{Setpgid: true, Foreground: foreground, Ctty: 0},
+		// Pdeathsig: see deathSignal.
+		Sys: &syscall.SysProcAttr{Setpgid: true, Foreground: foreground, Ctty: 0, Pdeathsig: deathSignal},
 	}
 	if setup.needsHelper() {
 		// /proc/self/exe in the child is upshim, even if an upgrade has
@@ -73,6 +89,19 @@ func spawnFailureCode(err error) int {
 		return 127
 	}
 	return 126
+}
+
+// spawnTransient reports whether a spawn failed for want of a resource
+// that may come back (processes, descriptors, memory), not because the
+// command cannot be executed: such a failure is a failed run under the
+// respawn policy, not the end of the service.
+func spawnTransient(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EAGAIN, syscall.EMFILE, syscall.ENFILE, syscall.ENOMEM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // terminalForeground reports whether upshim owns the foreground of the

@@ -59,6 +59,12 @@ type Supervisor struct {
 	sink    *logging.Sink // the log files, with --log-file
 	control *controlSocket
 
+	mainFD    *os.File      // pidfd of a main process that is not upshim's child
+	mainFDPid int           // ...its pid
+	mainGoneC chan *os.File // a mainFD became readable: its process ended
+	vetted    *os.File      // pidfd of the MAINPID vet just checked, until adopted
+	vettedPid int
+
 	requests chan *request
 	chld     chan os.Signal
 	sigs     chan os.Signal
@@ -83,6 +89,9 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 		// not fit. runc uses 2048; a burst larger than this is not a relay
 		// any service could make sense of.
 		sigs: make(chan os.Signal, 256),
+		// Each watchMain goroutine sends at most once, and the loop
+		// always receives.
+		mainGoneC: make(chan *os.File, 4),
 	}
 	s.m = newMachine(&s.cfg, os.Getpid() == 1)
 	return s
@@ -92,6 +101,10 @@ func New(cfg Config, stderr io.Writer) *Supervisor {
 // upshim's exit status. It must be called once, and it owns the process
 // state for as long as it runs.
 func (s *Supervisor) Run() int {
+	// Every spawn happens on this goroutine, and so, locked, on one thread
+	// that lives as long as upshim: the children's death signal follows
+	// the thread that forked them (see deathSignal). Never unlocked.
+	runtime.LockOSThread()
 	cleanup, err := s.prepare()
 	defer cleanup()
 	if err != nil {
@@ -135,6 +148,10 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 		lc.Name, lc.UID, lc.GID = s.cfg.Name, -1, -1
 		if setup.cred != nil {
 			lc.UID, lc.GID = int(setup.cred.Uid), int(setup.cred.Gid)
+			lc.KeepGroups = setup.cred.NoSetGroups
+			for _, g := range setup.cred.Groups {
+				lc.Groups = append(lc.Groups, int(g))
+			}
 		}
 		if s.sink, err = logging.Open(lc); err != nil {
 			return cleanup, usageError{err}
@@ -144,8 +161,8 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 	}
 	if s.cfg.Control != "" {
 		s.requests = make(chan *request)
-		if s.control, err = listenControl(s.cfg.Control, s.requests); err != nil {
-			return cleanup, usageError{err}
+		if s.control, err = listenControl(s.cfg.Control, s.requests, s.warnAsync); err != nil {
+			return cleanup, err // a usageError, or a socket upshim cannot set up
 		}
 		undo = append(undo, s.control.close)
 	}
@@ -225,6 +242,12 @@ func (s *Supervisor) loop() {
 			s.onClock(now)
 		case n := <-s.notes:
 			s.dispatch(event{kind: evNotify, at: time.Now(), note: s.vet(n)})
+			if s.vetted != nil { // not adopted
+				s.vetted.Close()
+				s.vetted, s.vettedPid = nil, 0
+			}
+		case f := <-s.mainGoneC:
+			s.onMainFD(f)
 		case r := <-s.requests:
 			s.dispatch(event{kind: evRequest, at: time.Now(), req: r})
 		}
@@ -286,6 +309,9 @@ func (s *Supervisor) dispatch(ev event) {
 		}
 	}
 	s.pending = s.pending[:0]
+	if s.mainFD != nil && s.mainFDPid != s.m.inst.pid {
+		s.forgetMainFD() // the main process it followed is no longer the main process
+	}
 }
 
 // then queues the result of an effect.
@@ -324,9 +350,16 @@ func (s *Supervisor) do(e effect, now time.Time) {
 		}
 	case effReadyFD:
 		if s.readyFD != nil {
-			s.readyFD.Write([]byte{'\n'})
+			if err := writeNoSigpipe(int(s.readyFD.Fd()), []byte{'\n'}); err != nil {
+				s.logf(levelWarn, "warning: --ready-fd %d: %v", s.cfg.ReadyFD, err)
+			}
 			s.readyFD.Close()
 			s.readyFD = nil
+		}
+	case effWatchMain:
+		if s.vetted != nil && s.vettedPid == e.pid {
+			s.watchMain(s.vetted, e.pid)
+			s.vetted, s.vettedPid = nil, 0
 		}
 	case effTerminal:
 		if terminalForeground() {
@@ -351,7 +384,11 @@ func (s *Supervisor) spawnMain(now time.Time) {
 	fg := s.termFG && (!s.m.ranOnce || terminalForeground() || terminalOwnedBy(last))
 	pid, err := s.procs.spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
 	if err != nil {
-		s.then(event{kind: evSpawnFailed, at: now, err: err, code: spawnFailureCode(err)})
+		code := spawnFailureCode(err)
+		if spawnTransient(err) {
+			code = 0
+		}
+		s.then(event{kind: evSpawnFailed, at: now, err: err, code: code})
 		return
 	}
 	s.then(event{kind: evSpawned, at: now, pid: pid, fg: fg})
@@ -395,15 +432,25 @@ func (s *Supervisor) signal(e effect) {
 	switch e.to {
 	case toMainGroup:
 		// The group as it is now: a daemon may have called setsid since
-		// it was adopted. The main process is upshim's unreaped child, so
-		// its pid cannot have been reused.
-		if g, err := s.procs.group(e.pid); err == nil && g != s.pgrp && g > 1 {
+		// it was adopted. Never upshim's own group, which also holds
+		// whatever started upshim, and which a service can join; nor the
+		// group of a main process followed by pidfd that has ended.
+		if g, err := s.procs.group(e.pid); err == nil && g != s.pgrp && g > 1 && s.mainAlive() {
 			target = -g
 		}
 	case toHookGroup:
 		if e.pid != s.pgrp {
 			target = -e.pid
 		}
+	}
+	if target == s.mainFDPid && s.mainFD != nil {
+		// Not upshim's child: only its pidfd is sure to reach it.
+		if err := pidfdSignal(s.mainFD, e.sig); err != nil {
+			s.logf(levelWarn, "warning: %s %s to %d: %v", e.what, SignalName(e.sig), target, err)
+			return
+		}
+		s.logf(levelDebug, "%s %s to %d", e.what, SignalName(e.sig), target)
+		return
 	}
 	if target == 0 || target == s.self {
 		return
@@ -471,18 +518,21 @@ func (s *Supervisor) logf(level int, format string, args ...any) {
 	}
 }
 
-// fail reports a start-up error. A usage error is about the command line,
-// not yet about the service, and says so with upshim's bare prefix, as
-// the flag parser's errors do.
+// fail reports a start-up error. Before the command is looked up, an
+// error is about the command line or upshim's own set-up, not yet about
+// the service, and says so with upshim's bare prefix, as the flag
+// parser's errors do.
 func (s *Supervisor) fail(err error) {
-	var usage usageError
-	if errors.As(err, &usage) {
+	var exec execError
+	if !errors.As(err, &exec) {
 		s.msg = fmt.Appendf(s.msg[:0], "upshim: %v\n", err)
 		s.stderr.Write(s.msg)
 		return
 	}
 	s.logf(levelError, "%v", err)
 }
+
+func timeNow() time.Time { return time.Now() }
 
 func plural(n int, one, many string) string {
 	if n == 1 {

@@ -66,13 +66,14 @@ func childrenOf(pid int) []int {
 // Where /proc cannot list them, upshim as PID 1 of a namespace uses
 // kill(-1), which reaches all of them (spare included); otherwise it falls
 // back to the process group pgid (the main process's), which is all
-// upshim can still name.
+// upshim can still name, unless it is upshim's own.
 func signalDescendants(sig syscall.Signal, pgid, spare int) int {
 	pids, ok := descendants()
 	if !ok {
 		if os.Getpid() == 1 {
 			unix.Kill(-1, sig)
-		} else if pgid > 0 {
+		} else if pgid > 1 && pgid != unix.Getpgrp() {
+			// Never upshim's own group: a service may have joined it.
 			unix.Kill(-pgid, sig)
 		}
 		return -1
