@@ -69,7 +69,10 @@ func startShimCmd(t *testing.T, cmd *exec.Cmd) *running {
 		stderr: &lockedBuffer{},
 		done:   make(chan struct{}),
 	}
-	cmd.Env = append(os.Environ(), "UPSHIM_TEST_MARK="+r.mark)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, "UPSHIM_TEST_MARK="+r.mark)
 	// A leftover holding upshim's stdout must not hang the test.
 	cmd.WaitDelay = deadline
 	stdout, err := cmd.StdoutPipe()

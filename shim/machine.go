@@ -569,9 +569,6 @@ func (m *machine) onLauncherExit(ev event) {
 		return
 	}
 	m.inst.launcher, m.inst.since = ev.pid, ev.at
-	if m.cfg.PidFile != "" {
-		m.phase = phAwaitPidfile
-	}
 	m.emit(effect{kind: effFindMain})
 }
 
@@ -611,6 +608,9 @@ func (m *machine) onNotFound(ev event) {
 	switch m.phase {
 	case phStarting, phAwaitPidfile:
 		if ev.retry && ev.at.Sub(m.inst.since) < m.pidfileWait() {
+			if m.phase == phStarting {
+				m.logf(levelDebug, "the launcher (%d) exited 0; waiting for --pidfile %s", m.inst.launcher, m.cfg.PidFile)
+			}
 			m.phase = phAwaitPidfile
 			m.arm(dlPidfile, pidfileRetry)
 			return
