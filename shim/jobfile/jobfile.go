@@ -14,10 +14,16 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 )
+
+// maxJobFile bounds a job file. Real jobs are a few KiB; a long script
+// block fits many times over, and /dev/zero or a runaway pipe given as
+// --job cannot exhaust memory.
+const maxJobFile = 4 << 20
 
 // Process is how one of the job's processes runs: an exec line (a command,
 // run through sh -e -c when it holds shell metacharacters, as upstart did)
@@ -70,11 +76,20 @@ const shellChars = "~`!$^&*()=|\\{}[];\"'<>?"
 // NeedsShell reports whether an exec line must run through sh -e -c.
 func NeedsShell(line string) bool { return strings.ContainsAny(line, shellChars) }
 
-// Parse reads the job file at path.
+// Parse reads the job file at path; one larger than 4 MiB is refused.
 func Parse(path string) (*Job, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	// At most one byte past the bound: an endless stream fails at once.
+	data, err := io.ReadAll(io.LimitReader(f, maxJobFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxJobFile {
+		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxJobFile>>20)
 	}
 	name := path[strings.LastIndexByte(path, '/')+1:]
 	return ParseBytes(path, strings.TrimSuffix(name, ".conf"), data)
@@ -89,13 +104,24 @@ func ParseBytes(file, name string, data []byte) (*Job, error) {
 	fail := func(line int, format string, args ...any) error {
 		return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, args...))
 	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		// exec cannot pass a NUL in an argument or the environment.
+		return nil, fail(1+bytes.Count(data[:i], []byte("\n")), "a NUL byte, which no command or environment can hold")
+	}
+	var joined []byte
 	for sc.Scan() {
 		n++
 		start := n
 		line := sc.Text()
-		for strings.HasSuffix(line, "\\") && sc.Scan() {
-			n++
-			line = line[:len(line)-1] + " " + sc.Text()
+		if strings.HasSuffix(line, "\\") {
+			// Appended in place: rebuilding the line at each
+			// continuation would be quadratic in their number.
+			joined = append(joined[:0], line...)
+			for bytes.HasSuffix(joined, []byte("\\")) && sc.Scan() {
+				n++
+				joined = append(append(joined[:len(joined)-1], ' '), sc.Bytes()...)
+			}
+			line = string(joined)
 		}
 		words, err := split(line)
 		if err != nil {
