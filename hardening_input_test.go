@@ -57,3 +57,17 @@ func TestEnvFileRefusesNUL(t *testing.T) {
 		t.Error("the service ran")
 	}
 }
+
+// \# in an exec line is no comment: sh gets it and prints a#b, as under
+// upstart.
+func TestJobEscapedHash(t *testing.T) {
+	job := filepath.Join(t.TempDir(), "hash.conf")
+	os.WriteFile(job, []byte("exec echo a\\#b # a comment\n"), 0o644)
+	r := startShim(t, "--job", job)
+	if l := r.line(); l != "a#b" {
+		t.Fatalf("printed %q", l)
+	}
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+}

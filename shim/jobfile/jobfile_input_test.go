@@ -55,3 +55,46 @@ func TestParseRefusesNUL(t *testing.T) {
 		}
 	}
 }
+
+// \# is not a comment: it stays in the exec line, backslash and all, for
+// the shell (which prints a#b), as upstart kept it; in a stanza's words it
+// is a # of its own.
+func TestParseEscapedHash(t *testing.T) {
+	j, err := ParseBytes("h.conf", "h", []byte("env A=x\\#y # a comment\nexec echo a\\#b # a comment\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Main.Exec != `echo a\#b` || !NeedsShell(j.Main.Exec) {
+		t.Errorf("exec %q", j.Main.Exec)
+	}
+	if len(j.Env) != 1 || j.Env[0] != "A=x#y" {
+		t.Errorf("env %q", j.Env)
+	}
+}
+
+// Quoting is the shell's, which the exec line is run with: a ' inside
+// double quotes or escaped, a ' written as generate upstart writes it
+// (close the quotes, \', reopen), \" inside double quotes. None of these
+// is an unterminated quote, and a # in any of them is no comment.
+func TestParseShellQuoting(t *testing.T) {
+	for line, want := range map[string]string{
+		`exec sh -c 'echo '\''a # b'\''' # c`: `sh -c 'echo '\''a # b'\'''`,
+		`exec echo "it's # \"x\"" # c`:        `echo "it's # \"x\""`,
+		`exec echo it\'s\ \# # c`:             `echo it\'s\ \#`,
+		`exec echo 'a\' b # c`:                `echo 'a\' b`,
+	} {
+		j, err := ParseBytes("q.conf", "q", []byte(line+"\n"))
+		if err != nil {
+			t.Errorf("%s: %v", line, err)
+		} else if j.Main.Exec != want {
+			t.Errorf("%s: exec %q, want %q", line, j.Main.Exec, want)
+		}
+	}
+	j, err := ParseBytes("q.conf", "q", []byte(`description 'it'\''s "x"'`+"\nenv A=\"b\\\"c\\\\d\\e\"\nexec x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Description != `it's "x"` || len(j.Env) != 1 || j.Env[0] != `A=b"c\d\e` {
+		t.Errorf("description %q, env %q", j.Description, j.Env)
+	}
+}
