@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,5 +168,47 @@ func TestGenerateUpstartRoundTrip(t *testing.T) {
 	}
 	if code := r.wait(); code != 0 {
 		t.Errorf("the generated job: exit %d; stderr:\n%s", code, r.stderr)
+	}
+}
+
+// longScript is a script block of over 200 KiB, more than the kernel lets
+// one argument be (128 KiB), whose last line prints what the lines before
+// it built: word, then the number of lines.
+func longScript(word string) string {
+	var b strings.Builder
+	b.WriteString("n=0\n")
+	for b.Len() < 200<<10 {
+		b.WriteString("    n=$((n + 1)) # a line to make the script long enough to need a descriptor\n")
+	}
+	fmt.Fprintf(&b, "    echo %s $n\n", word)
+	return b.String()
+}
+
+// A script block longer than an argument may be reaches /bin/sh on a
+// descriptor, as upstart passed it, in the main process and in hooks, and
+// under another user; it failed with E2BIG (exit 126).
+func TestJobLongScript(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root to run a job as another user")
+	}
+	if err := ensureTestUser(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	main, hook := longScript("main"), longScript("pre-start")
+	lines := strings.Count(main, "\n") - 2
+	for _, setuid := range []string{"", "setuid upshimtest\n"} {
+		job := filepath.Join(dir, "long.conf")
+		os.WriteFile(job, []byte(setuid+"pre-start script\n"+hook+"end script\nscript\n"+main+"end script\n"), 0o644)
+		r := startShim(t, "--job", job)
+		for _, want := range []string{fmt.Sprintf("pre-start %d", lines), fmt.Sprintf("main %d", lines)} {
+			if l := r.line(); l != want {
+				t.Fatalf("%sprinted %q, want %q", setuid, l, want)
+			}
+		}
+		if code := r.wait(); code != 0 {
+			t.Fatalf("%sexit %d; stderr:\n%s", setuid, code, r.stderr)
+		}
 	}
 }
