@@ -10,10 +10,10 @@ import (
 	"strings"
 )
 
-// maxEnvFile bounds an env file: far more than any environment exec
-// accepts (the kernel's limit on argv and environment together is a
-// quarter of the stack limit, 2 MiB by default), and small enough that
-// /dev/zero or a runaway pipe cannot exhaust memory.
+// maxEnvFile bounds an env file: half of what exec takes for argv and
+// environment together (a quarter of the stack limit, 2 MiB by default),
+// so no real environment is refused, and small enough that /dev/zero or a
+// runaway pipe cannot exhaust memory.
 const maxEnvFile = 1 << 20
 
 // ParseEnvFile reads NAME=VALUE lines for --env-file. Blank lines and lines

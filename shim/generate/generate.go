@@ -101,21 +101,7 @@ func systemdCommand(argv []string) string {
 		if a == "" || strings.ContainsAny(a, " \"'\\;") || ControlChar(a) >= 0 || (i == 0 && strings.ContainsAny(a[:1], "@-:+!|")) {
 			var b strings.Builder
 			b.WriteByte('"')
-			for j := 0; j < len(a); j++ {
-				switch c := a[j]; {
-				case c == '\\' || c == '"':
-					b.WriteByte('\\')
-					b.WriteByte(c)
-				case c == '\n':
-					b.WriteString(`\n`)
-				case c == '\t':
-					b.WriteString(`\t`)
-				case isControl(c):
-					fmt.Fprintf(&b, `\x%02x`, c)
-				default:
-					b.WriteByte(c)
-				}
-			}
+			cEscape(&b, a, '"')
 			b.WriteByte('"')
 			a = b.String()
 		}
@@ -138,24 +124,31 @@ func header(b *strings.Builder, inv Invocation, kind string) {
 			continue
 		}
 		b.WriteString("$'")
-		for i := 0; i < len(a); i++ {
-			switch c := a[i]; {
-			case c == '\\' || c == '\'':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case c == '\n':
-				b.WriteString(`\n`)
-			case c == '\t':
-				b.WriteString(`\t`)
-			case isControl(c):
-				fmt.Fprintf(b, `\x%02x`, c)
-			default:
-				b.WriteByte(c)
-			}
-		}
+		cEscape(b, a, '\'')
 		b.WriteByte('\'')
 	}
 	b.WriteByte('\n')
+}
+
+// cEscape writes s with C escapes for a backslash, quote and control
+// characters (\n, \t, \x01), as systemd's ExecStart= and bash's $'…'
+// both decode them.
+func cEscape(b *strings.Builder, s string, quote byte) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' || c == quote:
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\t':
+			b.WriteString(`\t`)
+		case isControl(c):
+			fmt.Fprintf(b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
 }
 
 // isControl reports whether c is an ASCII control character: a newline
