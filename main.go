@@ -527,6 +527,10 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
 	}
+	if err := inv.Check(kind); err != nil {
+		fmt.Fprintf(stderr, "upshim: generate %s: %v\n", kind, valueSource(err, flags))
+		return exitUsage
+	}
 	switch kind {
 	case "systemd":
 		fmt.Fprint(stdout, generate.Systemd(inv))
@@ -536,6 +540,46 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, generate.Dockerfile(inv))
 	}
 	return exitOK
+}
+
+// valueSource rewrites a value generate refused to name where it came
+// from: --name, the job file, or COMMAND.
+func valueSource(err error, flags []string) error {
+	var bad *generate.ValueError
+	if !errors.As(err, &bad) {
+		return err
+	}
+	job, fromJob := flagValue(flags, "job")
+	name, given := flagValue(flags, "name")
+	what, note, hint := bad.Field, "", ""
+	switch {
+	case bad.Field == "name" && given && name == bad.Value:
+		what = "--name"
+	case bad.Field == "name" && fromJob:
+		what = "--job " + job + ": the job's name"
+	case bad.Field == "name":
+		what, note = "the name", " (from COMMAND; --name sets another)"
+	case bad.Field == "description" || bad.Field == "start on":
+		what = "--job " + job + ": " + bad.Field
+	case bad.Field == "upshim":
+		what = "upshim's own path"
+	case bad.Field == "argument":
+		hint = "; generate systemd and dockerfile escape it"
+	}
+	return fmt.Errorf("%s %q%s: %s%s", what, bad.Value, note, bad.Why, hint)
+}
+
+// flagValue finds --name VALUE or --name=VALUE in upshim's flags.
+func flagValue(flags []string, name string) (string, bool) {
+	for i, f := range flags {
+		if f == "--"+name && i+1 < len(flags) {
+			return flags[i+1], true
+		}
+		if v, ok := strings.CutPrefix(f, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // splitInvocation separates upshim's flags from the command in args, as

@@ -2,7 +2,9 @@ package shim
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -71,6 +73,20 @@ func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bo
 		// Pdeathsig: see deathSignal.
 		Sys: &syscall.SysProcAttr{Setpgid: true, Foreground: foreground, Ctty: 0, Pdeathsig: deathSignal},
 	}
+	if script, ok := longScript(path, argv); ok {
+		f, err := sealedFile(script)
+		if err != nil {
+			return 0, fmt.Errorf("a script of %d bytes: %v", len(script), err)
+		}
+		defer f.Close()
+		attr.Files = make([]uintptr, scriptFD+1)
+		for i := range attr.Files {
+			attr.Files[i] = ^uintptr(0) // closed in the child
+		}
+		copy(attr.Files, setup.files)
+		attr.Files[scriptFD] = f.Fd()
+		argv = []string{argv[0], "-e", "/proc/self/fd/" + strconv.Itoa(scriptFD)}
+	}
 	if setup.needsHelper() {
 		// /proc/self/exe in the child is upshim, even if an upgrade has
 		// replaced the file since upshim started.
@@ -79,6 +95,47 @@ func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bo
 	attr.Dir = setup.dir
 	attr.Sys.Credential = setup.cred
 	return syscall.ForkExec(path, argv, attr)
+}
+
+// A script (a job's script block, or an exec line that needs a shell)
+// longer than maxScriptArg reaches /bin/sh on descriptor scriptFD, as
+// upstart passed scripts (/proc/self/fd/9), rather than with -c: the
+// kernel refuses one argument over 128 KiB (MAX_ARG_STRLEN) with E2BIG,
+// and argv and environment together get 2 MiB by default. Shorter ones
+// keep -c, so that ps shows them.
+const (
+	scriptFD     = 9
+	maxScriptArg = 64 << 10
+)
+
+// longScript returns the script of argv when it is /bin/sh -e -c SCRIPT,
+// as upshim runs job scripts and hooks, and SCRIPT is too long for -c.
+func longScript(path string, argv []string) (string, bool) {
+	if path != "/bin/sh" || len(argv) != 4 || argv[1] != "-e" || argv[2] != "-c" || len(argv[3]) <= maxScriptArg {
+		return "", false
+	}
+	return argv[3], true
+}
+
+// sealedFile is a memory file holding data, sealed so that nothing the
+// service does through its descriptor can change what the next spawn
+// runs. It is close-on-exec until spawn gives it to the child.
+func sealedFile(data string) (*os.File, error) {
+	fd, err := unix.MemfdCreate("upshim-script", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "upshim-script")
+	if _, err := f.WriteString(data); err != nil {
+		f.Close()
+		return nil, err
+	}
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sealing: %v", err)
+	}
+	return f, nil
 }
 
 // spawnFailureCode is upshim's exit status when the command could not be

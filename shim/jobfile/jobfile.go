@@ -4,8 +4,9 @@
 //
 // The grammar is upstart's: one stanza a line, a trailing backslash joins
 // the next line, # starts a comment outside quotes, words are split at
-// blanks and may be quoted with ' or ", and script … end script blocks
-// are taken verbatim. Stanzas that belong to an init (start on, stop on,
+// blanks and may be quoted with ' or " or escaped with a backslash, as sh
+// quotes them (exec lines go to sh as written), and script … end script
+// blocks are taken verbatim. Stanzas that belong to an init (start on, stop on,
 // manual, emits, export, instance) are accepted and listed in Ignored;
 // anything unknown is an error naming the file and the line.
 package jobfile
@@ -14,10 +15,16 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 )
+
+// maxJobFile bounds a job file. Real jobs are a few KiB; a long script
+// block fits many times over, and /dev/zero or a runaway pipe given as
+// --job cannot exhaust memory.
+const maxJobFile = 4 << 20
 
 // Process is how one of the job's processes runs: an exec line (a command,
 // run through sh -e -c when it holds shell metacharacters, as upstart did)
@@ -70,11 +77,20 @@ const shellChars = "~`!$^&*()=|\\{}[];\"'<>?"
 // NeedsShell reports whether an exec line must run through sh -e -c.
 func NeedsShell(line string) bool { return strings.ContainsAny(line, shellChars) }
 
-// Parse reads the job file at path.
+// Parse reads the job file at path; one larger than 4 MiB is refused.
 func Parse(path string) (*Job, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	// At most one byte past the bound: an endless stream fails at once.
+	data, err := io.ReadAll(io.LimitReader(f, maxJobFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxJobFile {
+		return nil, fmt.Errorf("%s: larger than %d MiB", path, maxJobFile>>20)
 	}
 	name := path[strings.LastIndexByte(path, '/')+1:]
 	return ParseBytes(path, strings.TrimSuffix(name, ".conf"), data)
@@ -89,22 +105,33 @@ func ParseBytes(file, name string, data []byte) (*Job, error) {
 	fail := func(line int, format string, args ...any) error {
 		return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, args...))
 	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		// exec cannot pass a NUL in an argument or the environment.
+		return nil, fail(1+bytes.Count(data[:i], []byte("\n")), "a NUL byte, which no command or environment can hold")
+	}
+	var joined []byte
 	for sc.Scan() {
 		n++
 		start := n
 		line := sc.Text()
-		for strings.HasSuffix(line, "\\") && sc.Scan() {
-			n++
-			line = line[:len(line)-1] + " " + sc.Text()
+		if strings.HasSuffix(line, "\\") {
+			// Appended in place: rebuilding the line at each
+			// continuation would be quadratic in their number.
+			joined = append(joined[:0], line...)
+			for bytes.HasSuffix(joined, []byte("\\")) && sc.Scan() {
+				n++
+				joined = append(append(joined[:len(joined)-1], ' '), sc.Bytes()...)
+			}
+			line = string(joined)
 		}
-		words, err := split(line)
+		words, end, err := split(line)
 		if err != nil {
 			return nil, fail(start, "%v", err)
 		}
 		if len(words) == 0 {
 			continue
 		}
-		rest := func(k int) string { return restAfter(line, k) }
+		rest := func(k int) string { return restAfter(line[:end], k) }
 		switch words[0] {
 		case "exec":
 			if len(words) < 2 {
@@ -282,26 +309,43 @@ func readScript(sc *bufio.Scanner, n *int) (string, error) {
 	return "", fmt.Errorf("script without end script")
 }
 
-// split cuts a line into words: blanks separate, quotes group, # outside
-// quotes starts a comment.
-func split(line string) ([]string, error) {
-	var words []string
+// split cuts a line into words, quoted as sh quotes them, since exec lines
+// go to sh as they are written: blanks separate; '…' takes every character
+// as it is; "…" takes every character but \\, \", \$ and \` (a backslash
+// before anything else stays); outside quotes a backslash takes the next
+// character as it is. A # that is neither quoted nor escaped starts a
+// comment: end is where, or len(line).
+func split(line string) (words []string, end int, err error) {
 	var word strings.Builder
 	inWord := false
 	var quote byte
-	for i := 0; i < len(line); i++ {
+	end = len(line)
+	for i := 0; i < end; i++ {
 		c := line[i]
 		switch {
-		case quote != 0:
+		case quote == '\'':
 			if c == quote {
 				quote = 0
 			} else {
 				word.WriteByte(c)
 			}
+		case quote == '"':
+			if c == quote {
+				quote = 0
+			} else if c == '\\' && i+1 < end && strings.IndexByte("\\\"$`", line[i+1]) >= 0 {
+				i++
+				word.WriteByte(line[i])
+			} else {
+				word.WriteByte(c)
+			}
+		case c == '\\' && i+1 < end:
+			i++
+			word.WriteByte(line[i])
+			inWord = true
 		case c == '"' || c == '\'':
 			quote, inWord = c, true
 		case c == '#':
-			i = len(line)
+			end = i
 		case c == ' ' || c == '\t':
 			if inWord {
 				words = append(words, word.String())
@@ -314,30 +358,18 @@ func split(line string) ([]string, error) {
 		}
 	}
 	if quote != 0 {
-		return nil, fmt.Errorf("unterminated %c quote", quote)
+		return nil, end, fmt.Errorf("unterminated %c quote", quote)
 	}
 	if inWord {
 		words = append(words, word.String())
 	}
-	return words, nil
+	return words, end, nil
 }
 
 // restAfter returns the text of line after its first k words, as written
-// (quotes and all) but without a trailing comment, for exec lines.
+// (quotes and all), for exec lines; line ends where split found a comment.
+// The words skipped are stanza keywords, which hold no quotes.
 func restAfter(line string, k int) string {
-	var quote byte
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '#':
-			line = line[:i]
-		}
-	}
 	s := strings.TrimLeft(line, " \t")
 	for range k {
 		i := strings.IndexAny(s, " \t")
