@@ -39,6 +39,19 @@ func reap(buf []exit) (exits []exit, none bool) {
 	}
 }
 
+// noChildren reports whether upshim has no child at all, dead or alive.
+// It only looks (WNOWAIT): the status of a child that has ended stays for
+// reap to collect.
+func noChildren() bool {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WSTOPPED|unix.WNOHANG|unix.WNOWAIT, nil)
+		if err != unix.EINTR {
+			return err == unix.ECHILD
+		}
+	}
+}
+
 // setSubreaper makes orphaned descendants upshim's children, so that their
 // exits reach reap and a stop can find every one of them.
 func setSubreaper() error {
