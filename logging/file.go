@@ -130,7 +130,7 @@ func (f *file) prepare(first bool) error {
 		if err := unix.Unlink(f.path); err != nil {
 			return fmt.Errorf("is a link and cannot be removed: %v", err)
 		}
-		fmt.Fprintf(os.Stderr, "upshim[%s]: warning: %s was a link; replaced it\n", f.cfg.Name, f.path)
+		f.cfg.say(false, "warning: %s was a link; replaced it", f.path)
 		err = unix.ENOENT
 	}
 	if err == unix.ENOENT {
@@ -200,7 +200,7 @@ func (f *file) check() error {
 	if errors.As(err, &nr) {
 		err = fmt.Errorf("%s %v", f.path, err)
 		if !f.blocked {
-			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: %v; its lines are dropped until it is gone\n", f.cfg.Name, err)
+			f.cfg.say(false, "warning: %v; its lines are dropped until it is gone", err)
 		}
 	}
 	f.blocked = nr != ""
@@ -238,7 +238,7 @@ func (f *file) report() error {
 		f.lostWhy = reason(err)
 		return err
 	}
-	os.Stderr.Write(bytes.TrimPrefix(line, []byte{'\n'}))
+	f.cfg.say(true, "%s", f.loss())
 	f.lostLines, f.lostBytes, f.partial = 0, 0, false
 	return nil
 }
@@ -278,7 +278,12 @@ func (f *file) lossLine() []byte {
 	if f.partial {
 		b = append(b, '\n')
 	}
-	return fmt.Appendf(b, "upshim[%s]: lost %d lines (%d bytes) of output: %s\n", f.cfg.Name, f.lostLines, f.lostBytes, f.lostWhy)
+	return fmt.Appendf(b, "upshim[%s]: %s\n", f.cfg.Name, f.loss())
+}
+
+// loss says what was lost since the last report.
+func (f *file) loss() string {
+	return fmt.Sprintf("lost %d lines (%d bytes) of output: %s", f.lostLines, f.lostBytes, f.lostWhy)
 }
 
 // reason turns an error into its errno text where there is one.
@@ -370,7 +375,7 @@ func (f *file) prune() {
 			continue
 		}
 		if err := unix.Unlink(filepath.Join(dir, b.name)); err != nil && err != unix.ENOENT {
-			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: cannot remove old log %s: %v\n", f.cfg.Name, filepath.Join(dir, b.name), err)
+			f.cfg.say(false, "warning: cannot remove old log %s: %v", filepath.Join(dir, b.name), err)
 		}
 	}
 }
@@ -398,14 +403,14 @@ func (f *file) backups() map[string]bool {
 func (f *file) compressLoop() {
 	defer f.zipping.Done()
 	if err := takeIdentity(f.cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "upshim[%s]: warning: backups left uncompressed: %v\n", f.cfg.Name, err)
+		f.cfg.say(false, "warning: backups left uncompressed: %v", err)
 		for range f.compress {
 		}
 		return
 	}
 	for name := range f.compress {
 		if err := gzipFile(name); err != nil {
-			fmt.Fprintf(os.Stderr, "upshim[%s]: warning: compress %s: %v\n", f.cfg.Name, name, err)
+			f.cfg.say(false, "warning: compress %s: %v", name, err)
 		}
 		if len(f.compress) == 0 {
 			f.prune()
@@ -456,7 +461,7 @@ func (f *file) close() {
 			err = f.report()
 		}
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "upshim[%s]: lost %d lines (%d bytes) of output: %s\n", f.cfg.Name, f.lostLines, f.lostBytes, f.lostWhy)
+			f.cfg.say(true, "%s", f.loss())
 		}
 	}
 	f.lj.Close()

@@ -70,6 +70,21 @@ type Config struct {
 	// written as upshim, not with the service's identity, and the
 	// directory must be one that only root can write.
 	InitOwned bool
+	// Say prints one of upshim's own lines about the logs, without prefix
+	// or newline; serious says it reports lost output, which --quiet must
+	// not hide. Nil prints to os.Stderr with the prefix upshim[NAME]:. It
+	// is called from the logs' own goroutines.
+	Say func(serious bool, msg string)
+}
+
+// say prints msg as Config.Say says.
+func (c *Config) say(serious bool, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if c.Say != nil {
+		c.Say(serious, msg)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "upshim[%s]: %s\n", c.Name, msg)
 }
 
 // chunk is the most a reader takes from its pipe at a time.
@@ -103,7 +118,7 @@ type Sink struct {
 	batches  chan batch
 	free     chan *[]byte
 	ownFree  chan *[]byte // upshim's own lines have buffers of their own
-	ownLost  int          // own lines dropped since the last one written; the loop's alone
+	ownLost  atomic.Int64 // own lines dropped since the last one written
 	drainReq [2]chan chan struct{}
 	readers  sync.WaitGroup
 	writerWG sync.WaitGroup
@@ -153,7 +168,7 @@ func Open(cfg Config) (*Sink, error) {
 		r, wr, err := os.Pipe()
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("--log-file %s: cannot create a pipe for the service's output: %v", cfg.File, err)
+			return nil, fmt.Errorf("--log-file %s: cannot create a pipe for the service's output: %w", cfg.File, err)
 		}
 		// A larger pipe means fewer, larger reads when the service is busy.
 		// (Through Control: Fd would make the read end blocking, and a
@@ -288,9 +303,8 @@ func (s *Sink) Message(line []byte) {
 	select {
 	case buf := <-s.ownFree:
 		n := 0
-		if s.ownLost > 0 {
-			n = copy(*buf, fmt.Sprintf("upshim[%s]: (%d of upshim's own lines left out here: the log writer was behind)\n", s.cfg.Name, s.ownLost))
-			s.ownLost = 0
+		if lost := s.ownLost.Swap(0); lost > 0 {
+			n = copy(*buf, fmt.Sprintf("upshim[%s]: (%d of upshim's own lines left out here: the log writer was behind)\n", s.cfg.Name, lost))
 		}
 		if len(line) > len(*buf)-n {
 			line = append(line[:len(*buf)-n-1:len(*buf)-n-1], '\n')
@@ -298,7 +312,7 @@ func (s *Sink) Message(line []byte) {
 		n += copy((*buf)[n:], line)
 		s.batches <- batch{stream: stderr, buf: buf, n: n, own: true}
 	default:
-		s.ownLost++
+		s.ownLost.Add(1)
 	}
 }
 
@@ -437,7 +451,7 @@ func (w *writer) open() error {
 	}
 	main, err := newFile(w.cfg, w.cfg.File)
 	if err != nil {
-		return fmt.Errorf("--log-file %s: %v", w.cfg.File, err)
+		return fmt.Errorf("--log-file %s: %w", w.cfg.File, err)
 	}
 	w.files = [2]*file{main, main}
 	if w.cfg.StderrFile != "" {
@@ -449,7 +463,7 @@ func (w *writer) open() error {
 		errf, err := newFile(w.cfg, w.cfg.StderrFile)
 		if err != nil {
 			main.close()
-			return fmt.Errorf("--log-stderr %s: %v", w.cfg.StderrFile, err)
+			return fmt.Errorf("--log-stderr %s: %w", w.cfg.StderrFile, err)
 		}
 		w.files[stderr] = errf
 	}
@@ -498,9 +512,9 @@ func (w *writer) rotateAll() error {
 func (w *writer) close() {
 	if w.console != nil {
 		if lines, n := w.console.close(); lines > 0 || n > 0 {
-			msg := fmt.Appendf(nil, "upshim[%s]: --log-console: dropped %d lines (%d bytes) that stdout did not take in time\n", w.cfg.Name, lines, n)
-			os.Stderr.Write(msg)
-			w.files[stderr].write(msg, true)
+			what := fmt.Sprintf("--log-console: dropped %d lines (%d bytes) that stdout did not take in time", lines, n)
+			w.cfg.say(false, "%s", what)
+			w.files[stderr].write(fmt.Appendf(nil, "upshim[%s]: %s\n", w.cfg.Name, what), true)
 		}
 	}
 	w.files[stdout].close()

@@ -406,19 +406,6 @@ func (c *controlSocket) close() {
 	}
 }
 
-// warnAsync is logf for the control socket's goroutines, which must not
-// share the loop's message buffer.
-func (s *Supervisor) warnAsync(format string, args ...any) {
-	if levelWarn > s.cfg.Verbosity {
-		return
-	}
-	msg := fmt.Appendf([]byte("upshim["+s.cfg.Name+"]: "), format+"\n", args...)
-	s.stderr.Write(msg)
-	if s.sink != nil {
-		s.sink.Message(msg)
-	}
-}
-
 // Answers of Ctl, which upshim ctl makes its exit status.
 const (
 	CtlOK       = 0 // done, or the answer is yes

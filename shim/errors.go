@@ -1,6 +1,9 @@
 package shim
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // Start-up errors carry their kind, and exitCodeOf turns the kind into
 // upshim's exit status in one place: 2 for usage and configuration, 126 or
@@ -30,4 +33,17 @@ func exitCodeOf(err error) int {
 		return spawnFailureCode(exec.err)
 	}
 	return 1
+}
+
+// setupError classes an error setting up a file upshim was told to use: a
+// lack of space, descriptors or memory is a resource upshim cannot have
+// now (exit 1); anything else is the path as given (exit 2).
+func setupError(err error) error {
+	for _, errno := range []syscall.Errno{syscall.ENOSPC, syscall.EDQUOT, syscall.EMFILE, syscall.ENFILE,
+		syscall.ENOMEM, syscall.EIO} {
+		if errors.Is(err, errno) {
+			return err
+		}
+	}
+	return usageError{err}
 }

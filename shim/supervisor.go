@@ -141,7 +141,7 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 	}
 	if s.cfg.Log.File != "" {
 		lc := s.cfg.Log
-		lc.Name, lc.UID, lc.GID = s.cfg.Name, -1, -1
+		lc.Name, lc.UID, lc.GID, lc.Say = s.cfg.Name, -1, -1, s.sayForLogs
 		if setup.cred != nil {
 			lc.UID, lc.GID = int(setup.cred.Uid), int(setup.cred.Gid)
 			lc.KeepGroups = setup.cred.NoSetGroups
@@ -150,14 +150,15 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 			}
 		}
 		if s.sink, err = logging.Open(lc); err != nil {
-			return cleanup, usageError{err}
+			return cleanup, setupError(err)
 		}
 		undo = append(undo, s.sink.Close)
 		setup.files = []uintptr{0, s.sink.Stdout().Fd(), s.sink.Stderr().Fd()}
 	}
 	if s.cfg.Control != "" {
 		s.requests = make(chan *request)
-		if s.control, err = listenControl(s.cfg.Control, s.requests, s.warnAsync); err != nil {
+		warn := func(format string, args ...any) { s.logAsync(levelWarn, format, args...) }
+		if s.control, err = listenControl(s.cfg.Control, s.requests, warn); err != nil {
 			return cleanup, err // a usageError, or a socket upshim cannot set up
 		}
 		undo = append(undo, s.control.close)
@@ -503,20 +504,55 @@ func (s *Supervisor) openReadyFD() error {
 	return nil
 }
 
-// logf writes one message line, prefixed upshim[NAME]:, to stderr and to
-// the log file. Every line upshim writes about the service goes through it.
+// Every line upshim writes about the service goes through line and out:
+// one prefix, upshim[NAME]:, to stderr and to the log file.
+
+// logf writes one line from the loop, in the loop's own buffer, unless
+// --quiet or the lack of --verbose hides its level.
 func (s *Supervisor) logf(level int, format string, args ...any) {
 	if level > s.cfg.Verbosity {
 		return
 	}
-	s.msg = append(s.msg[:0], "upshim["...)
-	s.msg = append(s.msg, s.cfg.Name...)
-	s.msg = append(s.msg, "]: "...)
-	s.msg = fmt.Appendf(s.msg, format, args...)
-	s.msg = append(s.msg, '\n')
-	s.stderr.Write(s.msg)
-	if s.sink != nil {
-		s.sink.Message(s.msg)
+	s.msg = s.line(s.msg[:0], format, args...)
+	s.out(s.msg, true)
+}
+
+// logAsync is logf for the other goroutines (the control socket's).
+func (s *Supervisor) logAsync(level int, format string, args ...any) {
+	if level > s.cfg.Verbosity {
+		return
+	}
+	s.out(s.line(nil, format, args...), true)
+}
+
+// sayForLogs prints the log writer's own lines (lost output, a link
+// replaced): to stderr only, since the writer puts in the file what
+// belongs there, and must never wait for itself.
+func (s *Supervisor) sayForLogs(serious bool, msg string) {
+	level := levelWarn
+	if serious {
+		level = levelError
+	}
+	if level > s.cfg.Verbosity {
+		return
+	}
+	s.out(s.line(nil, "%s", msg), false)
+}
+
+// line appends one prefixed line to b.
+func (s *Supervisor) line(b []byte, format string, args ...any) []byte {
+	b = append(b, "upshim["...)
+	b = append(b, s.cfg.Name...)
+	b = append(b, "]: "...)
+	b = fmt.Appendf(b, format, args...)
+	return append(b, '\n')
+}
+
+// out writes a line to stderr and, with toFile, to the log file.
+func (s *Supervisor) out(b []byte, toFile bool) {
+	s.stderr.Write(b)
+	if toFile && s.sink != nil {
+		s.sink.Message(b)
 	}
 }
 
