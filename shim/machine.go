@@ -1182,7 +1182,7 @@ func (m *machine) send(sig syscall.Signal, group bool, why string) bool {
 func (m *machine) reload(r *request) {
 	sig := syscall.Signal(m.cfg.ReloadSignal)
 	if m.inst.pid == 0 || !m.serving() {
-		m.logf(levelInfo, "reload: the service is %s; %s not sent", m.phase.statusName(), SignalName(sig))
+		m.logf(levelInfo, "reload: the service is %s; %s not sent", m.phase, SignalName(sig))
 		if r != nil {
 			m.reply(r, "error not running")
 		}

@@ -79,6 +79,9 @@ var fixtures = []fixture{
 	{name: "running", steps: []event{evStarted, evMainSpawned}},
 	{name: "running (fork)", setup: func(c *Config) { c.Expect = ExpectFork },
 		steps: []event{evStarted, evMainSpawned, exitOf(mainPid, exited(0)), {kind: evFound, pid: newPid, pgid: newPid}}},
+	{name: "following", setup: func(c *Config) { c.Expect, c.PidFile = ExpectFork, "pf" },
+		steps: []event{evStarted, evMainSpawned, exitOf(mainPid, exited(0)), {kind: evFound, pid: mainPid + 1, pgid: mainPid + 1},
+			exitOf(mainPid+1, exited(0)), {kind: evNotFound, err: errors.New("--pidfile pf: no such file or directory"), retry: true}}},
 	{name: "post-start", setup: allHooks,
 		steps: []event{evStarted, evHookSpawned, exitOf(hookPid, exited(0)), evMainSpawned, evHookSpawned}},
 	{name: "post-start-ended", setup: allHooks,
@@ -229,10 +232,12 @@ func (e effect) String() string {
 	case effReply:
 		return fmt.Sprintf("reply %q", e.msg)
 	case effLog:
-		level := map[int]string{levelError: "error", levelInfo: "info", levelDebug: "debug"}[e.level]
+		level := map[int]string{levelError: "error", levelInfo: "info/warn", levelDebug: "debug"}[e.level]
 		return fmt.Sprintf("log %s %q", level, e.msg)
 	case effTerminal:
 		return fmt.Sprintf("terminal to group %d", e.pid)
+	case effWatchMain:
+		return fmt.Sprintf("watch-main %d", e.pid)
 	}
 	return effNames[e.kind]
 }
