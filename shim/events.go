@@ -116,4 +116,3 @@ const (
 	levelInfo  = 0
 	levelDebug = 1
 )
-
