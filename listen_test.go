@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -387,4 +388,265 @@ func TestListenClearsNonblockBeforeEverySpawn(t *testing.T) {
 	}
 	r.signal(syscall.SIGTERM)
 	r.wait()
+}
+
+// waitBound waits until something takes connections on addr, and reads
+// the answer.
+func waitBound(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", addr, deadline)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(deadline))
+		io.ReadAll(c)
+		return true, ""
+	})
+}
+
+// dialRefused reports whether connecting to addr is refused at once.
+func dialRefused(t *testing.T, network, addr string) bool {
+	t.Helper()
+	c, err := net.DialTimeout(network, addr, 100*time.Millisecond)
+	if err == nil {
+		c.Close()
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// The socket stays bound, and clients queue in it, through a crash and the
+// respawn delay, ctl stop and start, and ctl restart; it closes when
+// upshim exits, so that clients are refused at once rather than left
+// waiting.
+func TestListenHeldThroughRespawnsAndStops(t *testing.T) {
+	r, sock := startControlled(t, "--listen", "127.0.0.1:0", "--respawn", "--respawn-delay", "2s", probeEnv("serve"),
+		"--", testBinary(t))
+	addr := heldAddrs(t, sock)[0]
+	pids := map[string]bool{answer(t, "tcp", addr): true}
+	// Each client connects while no instance runs, and is answered by
+	// the next one.
+	queued := func(why string, wake ...string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, deadline)
+		if err != nil {
+			t.Fatalf("%s: %v", why, err)
+		}
+		defer c.Close()
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			t.Fatalf("%s: another process could bind %s", why, addr)
+		}
+		woken := make(chan string, 1)
+		go func() {
+			out, ok := "", true
+			if len(wake) > 0 {
+				out, ok = ctl(t, sock, wake...)
+			}
+			if !ok {
+				woken <- out
+			}
+			close(woken)
+		}()
+		c.SetDeadline(time.Now().Add(deadline))
+		b, err := io.ReadAll(c)
+		pid := strings.TrimSpace(string(b))
+		if err != nil || pid == "" || pids[pid] {
+			t.Fatalf("%s: answer %q, %v (earlier instances %v)", why, pid, err, pids)
+		}
+		pids[pid] = true
+		if out, failed := <-woken; failed {
+			t.Fatalf("%s: ctl %v: %s", why, wake, out)
+		}
+	}
+	mustCtl(t, sock, "stop")
+	queued("down", "start")
+	mustCtl(t, sock, "restart")
+	pids[answer(t, "tcp", addr)] = true
+	pid, _ := statusJSON(t, sock)["pid"].(float64)
+	if pid < 2 {
+		t.Fatalf("status says pid %v", pid)
+	}
+	syscall.Kill(int(pid), syscall.SIGKILL)
+	eventually(t, func() (bool, string) {
+		st := statusJSON(t, sock)
+		return st["state"] == "backoff", fmt.Sprintf("not in backoff: %v", st)
+	})
+	queued("backoff")
+	if len(pids) != 4 {
+		t.Fatalf("instances %v, want 4", pids)
+	}
+	mustCtl(t, sock, "exit")
+	r.wait()
+	if !dialRefused(t, "tcp", addr) {
+		t.Fatalf("%s still takes connections after upshim exited", addr)
+	}
+}
+
+// When upshim gives up on the service, it lets go of the socket.
+func TestListenClosedWhenUpshimGivesUp(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	r := startShim(t, "--listen", addr, "--respawn-limit", "1/60", probeEnv("serve"), "--", testBinary(t), "1")
+	waitBound(t, addr)
+	answer(t, "tcp", addr)
+	if code := r.wait(); code != 1 {
+		t.Fatalf("exit %d; stderr:\n%s", code, r.stderr)
+	}
+	if !dialRefused(t, "tcp", addr) {
+		t.Fatalf("%s still takes connections after upshim gave up", addr)
+	}
+}
+
+// A malformed address is a usage error naming the flag; one upshim cannot
+// bind (in use, absent, forbidden) exits 1 naming it, before anything
+// runs.
+func TestListenBadAddresses(t *testing.T) {
+	for _, bad := range []string{"8080", "localhost:8080", "127.0.0.1:99999", "127.0.0.1:http", "::1:8080",
+		"[127.0.0.1]:80", "tcp4:[::1]:80", "tcp6:127.0.0.1:80", "unix:", "unix:@", "bad\x01name=:80",
+		"unix:/" + strings.Repeat("x", 200)} {
+		code, stderr := runUpshim(t, "--listen", bad, "--", "true")
+		if code != 2 || !strings.HasPrefix(stderr, fmt.Sprintf("upshim: --listen %q: ", bad)) {
+			t.Errorf("--listen %q: exit %d, %q", bad, code, stderr)
+		}
+	}
+	for _, args := range [][]string{{"--listen-backlog", "5"}, {"--listen-mode", "0600"},
+		{"--listen", ":0", "--listen-backlog", "0"}, {"--listen", ":0", "--listen-mode", "999"}} {
+		if code, stderr := runUpshim(t, append(args, "--", "true")...); code != 2 || !strings.Contains(stderr, args[len(args)-2]) {
+			t.Errorf("%v: exit %d, %q", args, code, stderr)
+		}
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	os.WriteFile(dir+"/file", nil, 0o644)
+	marker := dir + "/ran"
+	for addr, why := range map[string]string{
+		taken.Addr().String():   "cannot bind: address already in use",
+		"192.0.2.1:8080":        "cannot bind: cannot assign requested address", // TEST-NET-1, on no interface
+		"unix:" + dir + "/no/s": "cannot bind: no such file or directory",
+		"unix:" + dir + "/file": "exists and is not a socket",
+	} {
+		code, stderr := runUpshim(t, "--listen", "127.0.0.1:0", "--listen", addr, "--pre-start", "touch "+marker, "--", "true")
+		if code != 1 || stderr != fmt.Sprintf("upshim: --listen %s: %s\n", addr, why) {
+			t.Errorf("--listen %s: exit %d, %q", addr, code, stderr)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the pre-start hook ran")
+	}
+
+	// Forbidden: a port below 1024, for a user who is not root.
+	uid, gid := testUser(t)
+	upshim := filepath.Join(publicDir(t, 0o755), "upshim")
+	if b, err := os.ReadFile(upshimBinary(t)); err != nil || os.WriteFile(upshim, b, 0o755) != nil {
+		t.Fatal("cannot copy upshim where upshimtest can run it")
+	}
+	cmd := exec.Command(upshim, "--listen", "127.0.0.1:80", "--", "true")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 1 || string(out) != "upshim: --listen 127.0.0.1:80: cannot bind: permission denied\n" {
+		t.Errorf("as upshimtest: %v %q", err, out)
+	}
+}
+
+// A unix socket path is never bound through a link, and never taken from
+// a live socket; a stale one (its upshim died) is replaced, with
+// --listen-mode whatever upshim's umask.
+func TestListenUnixPath(t *testing.T) {
+	dir := t.TempDir()
+	target, link := dir+"/target", dir+"/link.sock"
+	os.Symlink(target, link)
+	code, stderr := runUpshim(t, "--listen", "unix:"+link, "--", "true")
+	if code != 1 || !strings.Contains(stderr, "is a symbolic link") {
+		t.Errorf("link: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Lstat(target); err == nil {
+		t.Error("a socket was bound where the link points")
+	}
+	if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Error("the link was removed or replaced")
+	}
+
+	live := dir + "/live.sock"
+	ln, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, stderr = runUpshim(t, "--listen", "unix:"+live, "--", "true")
+	if code != 1 || !strings.Contains(stderr, "a live socket is there") {
+		t.Errorf("live: exit %d, %q", code, stderr)
+	}
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	if c, err := net.Dial("unix", live); err != nil {
+		t.Errorf("the live socket no longer answers: %v", err)
+	} else {
+		c.Close()
+	}
+
+	stale := dir + "/stale.sock"
+	fd, _ := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: stale}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd) // the file stays, and nobody answers
+	for _, mode := range []string{"", "0640"} {
+		args := []string{"--listen", "unix:" + stale}
+		want := "666"
+		if mode != "" {
+			args, want = append(args, "--listen-mode", mode), mode[1:]
+		}
+		// Under umask 077, which would leave 0600: upshim's umask does
+		// not count.
+		cmd := exec.Command("sh", "-c", `umask 077; exec "$@"`, "sh", upshimBinary(t))
+		cmd.Args = append(cmd.Args, append(args, "--", "stat", "-c", "%a %F", stale)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || string(out) != want+" socket\n" {
+			t.Errorf("--listen-mode %q: %v %q, want %s", mode, err, out, want)
+		}
+	}
+}
+
+// ctl status lists the held sockets; generate carries --listen, with a
+// unix path made absolute, and a Dockerfile EXPOSEs the ports.
+func TestListenStatusAndGenerate(t *testing.T) {
+	abstract := fmt.Sprintf("unix:@upshim-status-%d", time.Now().UnixNano())
+	r, sock := startControlled(t, "--listen", "web=127.0.0.1:0", "--listen", abstract, "--", "sleep", "300")
+	addr := heldAddrs(t, sock)[0]
+	text := mustCtl(t, sock, "status")
+	if want := fmt.Sprintf(`, listening on %s (fd 3 "web"), %s (fd 4)`, addr, abstract); !strings.HasSuffix(text, want) {
+		t.Errorf("status %q lacks %q", text, want)
+	}
+	mustCtl(t, sock, "exit")
+	r.wait()
+
+	gen := func(kind string) string {
+		cmd := exec.Command(upshimBinary(t), "generate", kind, "--listen", "web=127.0.0.1:8080", "--listen=unix:rel.sock",
+			"--listen", "udp:127.0.0.1:5353", "--listen", "unix:@abs", "--", "/bin/sleep", "1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("generate %s: %v", kind, err)
+		}
+		return string(out)
+	}
+	rel := mustAbs(t, "rel.sock")
+	if unit := gen("systemd"); !strings.Contains(unit, " --listen web=127.0.0.1:8080 --listen=unix:"+rel+" --listen udp:127.0.0.1:5353 --listen unix:@abs -- /bin/sleep 1\n") {
+		t.Errorf("unit:\n%s", unit)
+	}
+	if job := gen("upstart"); !strings.Contains(job, " --listen web=127.0.0.1:8080 --listen=unix:"+rel+" ") {
+		t.Errorf("job:\n%s", job)
+	}
+	docker := gen("dockerfile")
+	if !strings.Contains(docker, "\nEXPOSE 8080 5353/udp\n") || !strings.Contains(docker, `"--listen=unix:rel.sock"`) {
+		t.Errorf("dockerfile:\n%s", docker)
+	}
 }
