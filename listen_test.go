@@ -650,3 +650,81 @@ func TestListenStatusAndGenerate(t *testing.T) {
 		t.Errorf("dockerfile:\n%s", docker)
 	}
 }
+
+// A Go service written for systemd takes its sockets with go-systemd's
+// activation package, unmodified: it checks LISTEN_PID against its own
+// pid, so it works only because LISTEN_PID is the service's pid.
+func TestListenGoSystemdActivation(t *testing.T) {
+	abstract := fmt.Sprintf("@upshim-gosystemd-%d", time.Now().UnixNano())
+	r, sock := startControlled(t, "--listen", "web=127.0.0.1:0", "--listen", "admin=unix:"+abstract,
+		probeEnv("gosystemd"), "--", testBinary(t))
+	web := heldAddrs(t, sock)[0]
+	if l, want := r.line(), fmt.Sprintf("listeners admin=%s web=%s env-left=\"\"", abstract, web); l != want {
+		t.Fatalf("the service says %q, want %q", l, want)
+	}
+	if got := answer(t, "tcp", web); got != "web" {
+		t.Errorf("web answered %q", got)
+	}
+	if got := answer(t, "unix", abstract); got != "admin" {
+		t.Errorf("admin answered %q", got)
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
+
+// Started by systemd-socket-activate (as by a .socket unit), upshim adopts
+// the socket and its name, ahead of its own --listen ones, and hands both
+// on with the service's own LISTEN_PID; nothing meant for upshim
+// (NOTIFY_SOCKET, WATCHDOG_*) reaches the service; and a service that
+// crashes after every connection loses none of them.
+func TestListenPassThroughSocketActivate(t *testing.T) {
+	activate, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		skipOrFail(t, "systemd-socket-activate not installed (Debian package systemd)")
+	}
+	probe := testBinary(t)
+	start := func(args ...string) (*running, string) {
+		t.Helper()
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		// systemd-socket-activate passes on only the variables -E names.
+		cmd := exec.Command(activate, append([]string{"-l", addr, "--fdname", "web", "-E", "PATH", "-E", "UPSHIM_TEST_MARK",
+			"-E", "NOTIFY_SOCKET=/nonexistent/notify", "-E", "WATCHDOG_USEC=1000000", "-E", "WATCHDOG_PID=1",
+			upshimBinary(t)}, args...)...)
+		r := startShimCmd(t, cmd)
+		// It execs upshim on the first connection, which waits in the
+		// socket's backlog for the service.
+		waitStderr(t, r, "Listening on "+addr)
+		return r, addr
+	}
+
+	r, addr := start("--listen", "admin=127.0.0.1:0", probeEnv("report"), "--", probe, "service", "wait")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, got := report(t, r.line())
+	want := map[string]string{"LISTEN_PID": got["pid"], "LISTEN_FDS": "2", "LISTEN_FDNAMES": "web:admin", "leaked": "",
+		"3": addr + ",blocking"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s=%q, want %q", k, got[k], v)
+		}
+	}
+	if open := passedOn(t, got["open"]); open != "0,1,2,3,4" || !strings.HasPrefix(got["4"], "127.0.0.1:") {
+		t.Errorf("descriptors passed on: %s, fd 4 %q", open, got["4"])
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+
+	r, addr = start("--respawn-limit", "unlimited", probeEnv("serve"), "--", probe, "1")
+	pids := map[string]bool{}
+	for range 5 {
+		pids[answer(t, "tcp", addr)] = true // the first starts upshim
+	}
+	if len(pids) != 5 {
+		t.Errorf("answers from %v, want 5 instances", pids)
+	}
+	r.signal(syscall.SIGTERM)
+	r.wait()
+}
