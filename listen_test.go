@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -727,4 +729,92 @@ func TestListenPassThroughSocketActivate(t *testing.T) {
 	}
 	r.signal(syscall.SIGTERM)
 	r.wait()
+}
+
+// crashLoopTally counts what the clients of a crash loop saw.
+type crashLoopTally struct {
+	ok, refused, reset, other atomic.Int64
+	firstOther                atomic.Value // string
+}
+
+// crashLoop runs the probe server under upshim, crashing after every
+// crashAfter connections, with clients opening new connections for the
+// whole run, until upshim has respawned it respawns times. With listen,
+// upshim holds the port; without, every instance binds it itself.
+func crashLoop(t *testing.T, listen bool, clients, crashAfter, respawns int) *crashLoopTally {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	args := []string{"--respawn-limit", "unlimited", "--env", "ADDR=" + addr, probeEnv("serve")}
+	if listen {
+		args = append(args, "--listen", addr)
+	}
+	r := startShim(t, append(args, "--", testBinary(t), strconv.Itoa(crashAfter))...)
+	waitBound(t, addr) // refusals before the first start are not the crash loop's
+	var tally crashLoopTally
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				c, err := net.DialTimeout("tcp", addr, deadline)
+				if err == nil {
+					c.SetDeadline(time.Now().Add(deadline))
+					var b []byte
+					if b, err = io.ReadAll(c); err == nil && len(b) == 0 {
+						err = io.ErrUnexpectedEOF
+					}
+					c.Close()
+				}
+				switch {
+				case err == nil:
+					tally.ok.Add(1)
+				case errors.Is(err, syscall.ECONNREFUSED):
+					tally.refused.Add(1)
+				case errors.Is(err, syscall.ECONNRESET):
+					tally.reset.Add(1)
+				default:
+					tally.other.Add(1)
+					tally.firstOther.CompareAndSwap(nil, err.Error())
+				}
+			}
+		}()
+	}
+	eventually(t, func() (bool, string) {
+		n := strings.Count(r.stderr.String(), "; respawning")
+		return n >= respawns, fmt.Sprintf("%d respawns so far", n)
+	})
+	stop.Store(true)
+	wg.Wait()
+	r.signal(syscall.SIGTERM)
+	r.wait()
+	return &tally
+}
+
+// Under load, with a service that crashes after every 25 connections, 20
+// times: 4 clients opening new connections for the whole run see no
+// refusal with --listen. The same run without --listen, where each
+// instance binds the port itself, sees refusals: the test can fail.
+func TestListenNoRefusalsUnderCrashLoop(t *testing.T) {
+	const clients, crashAfter, respawns = 4, 25, 20
+	held := crashLoop(t, true, clients, crashAfter, respawns)
+	own := crashLoop(t, false, clients, crashAfter, respawns)
+	for _, run := range []struct {
+		name string
+		t    *crashLoopTally
+	}{{"--listen", held}, {"without --listen", own}} {
+		t.Logf("%-16s %5d answered, %5d refused, %3d reset, %3d other %v", run.name,
+			run.t.ok.Load(), run.t.refused.Load(), run.t.reset.Load(), run.t.other.Load(), run.t.firstOther.Load())
+	}
+	if held.refused.Load() != 0 || held.reset.Load() != 0 || held.other.Load() != 0 {
+		t.Errorf("with --listen, clients lost connections: %d refused, %d reset, %d other (%v)",
+			held.refused.Load(), held.reset.Load(), held.other.Load(), held.firstOther.Load())
+	}
+	if held.ok.Load() < crashAfter*respawns {
+		t.Errorf("with --listen, only %d connections answered", held.ok.Load())
+	}
+	if own.refused.Load() == 0 {
+		t.Errorf("without --listen, no refusal: the crash loop does not show what --listen prevents")
+	}
 }
