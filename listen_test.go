@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -817,4 +818,65 @@ func TestListenNoRefusalsUnderCrashLoop(t *testing.T) {
 	if own.refused.Load() == 0 {
 		t.Errorf("without --listen, no refusal: the crash loop does not show what --listen prevents")
 	}
+}
+
+// The README's quick start: the demo server under --listen, crashed over
+// and over through /crash while clients keep asking; none is refused. A
+// request the dying server had already accepted is reset: no supervisor
+// can answer those.
+func TestListenDemoServerRefusesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "./examples/naivehttpserver").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	r, sock := startControlled(t, "--listen", "127.0.0.1:0", "--respawn-limit", "10/5", "--", dir+"/naivehttpserver")
+	url := "http://" + heldAddrs(t, sock)[0]
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: deadline}
+	get := func(path string) (string, error) {
+		resp, err := client.Get(url + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	var stop atomic.Bool
+	var answered, refused, reset atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				_, err := get("/")
+				switch {
+				case err == nil:
+					answered.Add(1)
+				case errors.Is(err, syscall.ECONNREFUSED):
+					refused.Add(1)
+				default:
+					reset.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 5; i++ {
+		if body, err := get("/crash"); body != "crashing\n" || err != nil {
+			t.Errorf("/crash: %q, %v", body, err)
+		}
+		waitStderr(t, r, fmt.Sprintf("respawning (%d/10 within 5s)", i))
+	}
+	body, err := get("/")
+	stop.Store(true)
+	wg.Wait()
+	if !strings.HasPrefix(body, "hello from naivehttpserver") || err != nil {
+		t.Errorf("after 5 crashes: %q, %v", body, err)
+	}
+	t.Logf("%d answered, %d refused, %d reset or cut off", answered.Load(), refused.Load(), reset.Load())
+	if refused.Load() != 0 || answered.Load() == 0 {
+		t.Errorf("%d answered, %d refused", answered.Load(), refused.Load())
+	}
+	mustCtl(t, sock, "exit")
+	r.wait()
 }
