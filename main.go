@@ -113,6 +113,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	lc.MaxBackups = 10
 	var nice, oomScoreAdj int
 	su := &cfg.Setup
+	cfg.ListenMode = shim.DefaultListenMode
 
 	var jobPath string
 	fs.StringVar(&jobPath, "job", "", "run the upstart job in `FILE` (/etc/init/NAME.conf); flags override its stanzas")
@@ -156,6 +157,9 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Var(&reloadSignal, "reload-signal", "signal sent to the main process when upshim gets SIGHUP")
 	fs.Var(&cfg.Rewrite, "rewrite", "relay signal FROM as TO; TO=0 drops FROM; repeatable")
 	fs.BoolVar(&cfg.SignalGroup, "signal-group", false, "relay signals to the main process's group rather than the main process")
+	fs.Var(&cfg.Listen, "listen", "bind ADDR once and hold it across respawns; the service gets it as fd 3, 4, … in flag order, with LISTEN_FDS, LISTEN_FDNAMES (NAME, or unknown) and LISTEN_PID; ADDR: HOST:PORT, :PORT, [IPv6]:PORT, a tcp4:, tcp6: or udp: prefix, unix:/PATH, unix:@NAME; repeatable")
+	fs.IntVar(&cfg.ListenBacklog, "listen-backlog", 0, "listen(2) backlog `N` of the --listen sockets (default: the kernel's maximum, net.core.somaxconn)")
+	fs.Var(&cfg.ListenMode, "listen-mode", "mode of the --listen unix sockets, octal")
 	fs.StringVar(&cfg.Control, "control", "", "listen on a unix socket at `PATH` for upshim ctl (mode 0600; root and upshim's user only)")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "also report starts, exits, relayed signals and reaped orphans")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "report errors only")
@@ -209,6 +213,14 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 				return cfg, false, fmt.Errorf("--%s needs --log-file", name)
 			}
 		}
+	}
+	for _, name := range []string{"listen-backlog", "listen-mode"} {
+		if fs.Changed(name) && len(cfg.Listen) == 0 {
+			return cfg, false, fmt.Errorf("--%s needs --listen", name)
+		}
+	}
+	if fs.Changed("listen-backlog") && cfg.ListenBacklog < 1 {
+		return cfg, false, fmt.Errorf("--listen-backlog %d: want 1 or more", cfg.ListenBacklog)
 	}
 	if lc.MaxBackups < 0 || lc.MaxAgeDays < 0 {
 		return cfg, false, errors.New("--log-max-backups and --log-max-age cannot be negative")
@@ -500,13 +512,20 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 	inContainer := kind == "dockerfile"
 	for i := 0; i < len(flags); i++ {
 		name, value, inline := strings.Cut(strings.TrimLeft(flags[i], "-"), "=")
-		if !pathFlags[name] || inContainer {
+		abs := absPath
+		if name == "listen" {
+			// Only the path of a unix: address.
+			abs = func(v string) string { return shim.AbsUnixPath(v, absPath) }
+		} else if !pathFlags[name] {
+			continue
+		}
+		if inContainer {
 			continue
 		}
 		if inline {
-			flags[i] = flags[i][:len(flags[i])-len(value)] + absPath(value)
+			flags[i] = flags[i][:len(flags[i])-len(value)] + abs(value)
 		} else if i+1 < len(flags) {
-			flags[i+1] = absPath(flags[i+1])
+			flags[i+1] = abs(flags[i+1])
 			i++
 		}
 	}
@@ -526,6 +545,11 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		KillTimeout: time.Duration(cfg.KillTimeout), HookTimeout: time.Duration(cfg.HookTimeout),
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
+	}
+	for _, l := range cfg.Listen {
+		if p := shim.ExposedPort(l.Spec); p != "" {
+			inv.Expose = append(inv.Expose, p)
+		}
 	}
 	if err := inv.Check(kind); err != nil {
 		fmt.Fprintf(stderr, "upshim: generate %s: %v\n", kind, valueSource(err, flags))

@@ -49,6 +49,16 @@ type Config struct {
 	// to rotated files instead of upshim's own stdout and stderr.
 	Log logging.Config
 
+	// Listen are the sockets upshim binds at start-up and holds for the
+	// main process (--listen), in order, after any it was passed itself.
+	Listen ListenList
+	// ListenBacklog is listen(2)'s backlog; zero asks for the kernel's
+	// maximum (net.core.somaxconn).
+	ListenBacklog int
+	// ListenMode is the mode of unix sockets; DefaultListenMode is the
+	// flag's default.
+	ListenMode FileMode
+
 	// Control, if set, is the path of the control socket (upshim ctl).
 	Control string
 	// DiscardOutput sends the service's output to /dev/null (upstart's
@@ -118,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadSignal == 0 {
 		c.ReloadSignal = Signal(syscall.SIGHUP)
+	}
+	if c.ListenBacklog < 0 {
+		return fmt.Errorf("--listen-backlog %d: want 1 or more", c.ListenBacklog)
 	}
 	if c.PidFile != "" && !c.Expect.forks() {
 		return fmt.Errorf("--pidfile %s needs --expect fork or daemon", c.PidFile)

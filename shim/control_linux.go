@@ -474,6 +474,8 @@ type Status struct {
 	Ready         bool    `json:"ready"`
 	ServiceStatus string  `json:"service_status"`
 	LogFile       string  `json:"log_file"`
+	// Listen lists the sockets held for the service, [] when none.
+	Listen []ListenStatus `json:"listen"`
 }
 
 // JSON formats the status as one JSON object, with the field names of the
@@ -496,7 +498,18 @@ func (st Status) JSON() string {
 	b = appendJSONString(b, st.ServiceStatus)
 	b = append(b, `,"log_file":`...)
 	b = appendJSONString(b, st.LogFile)
-	return string(append(b, '}'))
+	b = append(b, `,"listen":[`...)
+	for i, l := range st.Listen {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b = appendJSONString(b, l.Name)
+		b = append(b, `,"addr":`...)
+		b = appendJSONString(b, l.Addr)
+		b = fmt.Appendf(b, `,"fd":%d}`, l.FD)
+	}
+	return string(append(b, "]}"...))
 }
 
 // appendJSONString appends s as a JSON string.

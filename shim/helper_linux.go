@@ -22,7 +22,7 @@ const SetupArg = "--upshim-internal-setup"
 
 // helperArgv is the argv that starts the helper for path and argv:
 //
-//	upshim SetupArg name=N [umask=M] [nice=N] [oom=N] [limit=R:S:H]... [uid=U gid=G groups=A,B] [dir=D] -- PATH ARGV...
+//	upshim SetupArg name=N [umask=M] [nice=N] [oom=N] [limit=R:S:H]... [uid=U gid=G groups=A,B] [dir=D] [listen-pid] -- PATH ARGV...
 func (r *resolvedSetup) helperArgv(name, path string, argv []string) []string {
 	a := []string{"upshim", SetupArg, "name=" + name}
 	if r.umask >= 0 {
@@ -50,6 +50,9 @@ func (r *resolvedSetup) helperArgv(name, path string, argv []string) []string {
 	if r.dir != "" {
 		a = append(a, "dir="+r.dir)
 	}
+	if len(r.listen) > 0 {
+		a = append(a, "listen-pid")
+	}
 	return append(append(a, "--", path), argv...)
 }
 
@@ -72,6 +75,7 @@ func RunSetupHelper(args []string) int {
 	var groups []int
 	setGroups := false
 	dir := ""
+	listenPID := false
 	i := 0
 	for ; i < len(args) && args[i] != "--"; i++ {
 		key, value, _ := strings.Cut(args[i], "=")
@@ -116,6 +120,8 @@ func RunSetupHelper(args []string) int {
 			}
 		case "dir":
 			dir = value
+		case "listen-pid":
+			listenPID = true
 		}
 	}
 	if i+2 > len(args) {
@@ -153,6 +159,12 @@ func RunSetupHelper(args []string) int {
 		if err := os.Chdir(dir); err != nil {
 			return fail("--chdir", err)
 		}
+	}
+	if listenPID {
+		// The sockets are on 3, 4, … already (spawn put them there, not
+		// close-on-exec); what they are for is this pid, which the exec
+		// keeps: the service's own.
+		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
 	}
 	err := syscall.Exec(path, argv, os.Environ())
 	code := fail(path+": cannot execute", err)

@@ -197,6 +197,8 @@ type machine struct {
 
 	waiting []*request // stop and restart requests, answered once down or done
 
+	sockets []ListenStatus // the sockets held for the service, as data for status
+
 	eff []effect // the effects of the step under way
 }
 
@@ -1274,6 +1276,7 @@ func (m *machine) statusNow(now time.Time) Status {
 	st := Status{
 		Name: m.cfg.Name, State: m.phase.statusName(), PID: m.inst.pid, Respawns: m.respawns,
 		Ready: m.phase == phRunning || m.phase == phPostStart, ServiceStatus: m.status, LogFile: m.cfg.Log.File,
+		Listen: m.sockets,
 	}
 	if m.inst.pid != 0 {
 		st.UptimeSeconds = now.Sub(m.inst.started).Round(time.Millisecond).Seconds()
@@ -1312,6 +1315,17 @@ func (m *machine) statusText(now time.Time, asJSON bool) string {
 	}
 	if st.LogFile != "" {
 		text += ", log " + st.LogFile
+	}
+	for i, l := range st.Listen {
+		sep := ", "
+		if i == 0 {
+			sep = ", listening on "
+		}
+		text += fmt.Sprintf("%s%s (fd %d", sep, l.Addr, l.FD)
+		if l.Name != "unknown" {
+			text += fmt.Sprintf(" %q", l.Name)
+		}
+		text += ")"
 	}
 	return text
 }

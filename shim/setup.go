@@ -133,13 +133,17 @@ func (l *Limits) Type() string { return "RES=SOFT[:HARD]" }
 // service's environment, credentials and the rest, ready for each spawn.
 type resolvedSetup struct {
 	files []uintptr // the child's stdin, stdout and stderr
-	env   []string
-	dir   string
-	cred  *syscall.Credential
-	umask int // -1 inherits
-	nice  *int
-	oom   *int
-	limit Limits
+	// listen are the held sockets the main process gets as fds 3, 4, …;
+	// hooks get none. Their LISTEN_FDS and LISTEN_FDNAMES are in env;
+	// the helper adds LISTEN_PID, the one pid ForkExec cannot know.
+	listen []uintptr
+	env    []string
+	dir    string
+	cred   *syscall.Credential
+	umask  int // -1 inherits
+	nice   *int
+	oom    *int
+	limit  Limits
 }
 
 // resolve reads the env files, looks the user and group up and checks the
@@ -297,8 +301,29 @@ func memberOf(user string, primary uint32) []uint32 {
 
 // needsHelper reports whether the service needs settings that the kernel
 // only lets a process set on itself before exec (umask, nice, OOM score,
-// limits): then the child is upshim again, which applies them and execs
-// the service. Credentials, directory and environment ForkExec sets itself.
+// limits), or LISTEN_PID, which only the service's own pid can be and
+// ForkExec fixes the environment before the fork: then the child is
+// upshim again, which applies them and execs the service. Credentials,
+// directory and the rest of the environment ForkExec sets itself.
 func (r *resolvedSetup) needsHelper() bool {
-	return r.umask >= 0 || r.nice != nil || r.oom != nil || len(r.limit) > 0
+	return r.umask >= 0 || r.nice != nil || r.oom != nil || len(r.limit) > 0 || len(r.listen) > 0
+}
+
+// withSockets is the setup of the main process when upshim holds sockets:
+// r's, plus the sockets after stdin, stdout and stderr, and their
+// variables. upshim's own LISTEN_* never got into r.env (serviceEnv).
+func (r *resolvedSetup) withSockets(held []heldSocket) *resolvedSetup {
+	if len(held) == 0 {
+		return r
+	}
+	m := *r
+	m.listen = make([]uintptr, len(held))
+	names := make([]string, len(held))
+	for i, h := range held {
+		m.listen[i], names[i] = uintptr(h.fd), h.name
+	}
+	m.files = append(append([]uintptr(nil), r.files...), m.listen...)
+	m.env = mergeEnv(append([]string(nil), r.env...),
+		"LISTEN_FDS="+strconv.Itoa(len(held)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	return &m
 }

@@ -67,6 +67,9 @@ const deathSignal = syscall.SIGKILL
 // catches. Settings that only a process can make for itself go through the
 // setup helper (see SetupArg), which is upshim again.
 func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bool) (int, error) {
+	for _, fd := range setup.listen {
+		clearNonblock(int(fd))
+	}
 	attr := &syscall.ProcAttr{
 		Env:   setup.env,
 		Files: setup.files,
@@ -79,13 +82,14 @@ func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bo
 			return 0, fmt.Errorf("a script of %d bytes: %v", len(script), err)
 		}
 		defer f.Close()
-		attr.Files = make([]uintptr, scriptFD+1)
+		fd := max(scriptFD, len(setup.files)) // after any held sockets
+		attr.Files = make([]uintptr, fd+1)
 		for i := range attr.Files {
 			attr.Files[i] = ^uintptr(0) // closed in the child
 		}
 		copy(attr.Files, setup.files)
-		attr.Files[scriptFD] = f.Fd()
-		argv = []string{argv[0], "-e", "/proc/self/fd/" + strconv.Itoa(scriptFD)}
+		attr.Files[fd] = f.Fd()
+		argv = []string{argv[0], "-e", "/proc/self/fd/" + strconv.Itoa(fd)}
 	}
 	if setup.needsHelper() {
 		// /proc/self/exe in the child is upshim, even if an upgrade has
@@ -176,15 +180,22 @@ func terminalOwnedBy(pgrp int) bool {
 	return err == nil && fg == pgrp
 }
 
-// serviceEnv is the base environment the service starts with: upshim's own,
-// without NOTIFY_SOCKET, which belongs to whatever runs upshim.
+// serviceEnv is the base environment the service and its hooks start
+// with: upshim's own, without what belongs to whatever runs upshim, or
+// names another process: NOTIFY_SOCKET, the socket-activation variables
+// (upshim sets the service's own when it holds sockets) and the
+// watchdog's, whose pings would otherwise go nowhere.
 func serviceEnv() []string {
 	env := os.Environ()
 	out := env[:0]
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
-			out = append(out, kv)
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID",
+			"WATCHDOG_USEC", "WATCHDOG_PID":
+			continue
 		}
+		out = append(out, kv)
 	}
 	return out
 }

@@ -46,6 +46,8 @@ type Supervisor struct {
 
 	path   string         // resolved Command[0]
 	setup  *resolvedSetup // the service's environment, credentials, limits…
+	main   *resolvedSetup // setup, plus the held sockets: the main process's
+	held   []heldSocket   // the sockets held for the main process, open until Run returns
 	pgrp   int            // upshim's own process group, which it never signals
 	self   int            // upshim's pid
 	termFG bool           // upshim held the terminal's foreground at start
@@ -134,6 +136,13 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 		return cleanup, usageError{err}
 	}
 	s.setup = setup
+	// The sockets first: a bad address stops upshim before anything else
+	// is set up, and binding a unix socket sets the process-wide umask
+	// for a moment, before any other goroutine of upshim's creates files.
+	undo = append(undo, s.closeSockets)
+	if err := s.holdSockets(); err != nil {
+		return cleanup, err
+	}
 	if s.cfg.ReadyFD >= 0 {
 		if err := s.openReadyFD(); err != nil {
 			return cleanup, usageError{err}
@@ -187,6 +196,7 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 		undo = append(undo, s.notify.close)
 		setup.env = mergeEnv(setup.env, "NOTIFY_SOCKET="+s.notify.path)
 	}
+	s.main = setup.withSockets(s.held)
 	s.termFG = terminalForeground()
 	if s.path, err = lookPath(s.cfg.Command[0], s.setup.env); err != nil {
 		return cleanup, execError{fmt.Errorf("%s: %w", s.cfg.Command[0], err)}
@@ -198,6 +208,48 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 	// runtime's signal thread would cost a switch between threads.
 	runtime.LockOSThread()
 	return cleanup, nil
+}
+
+// holdSockets adopts the sockets upshim was passed (LISTEN_PID is its pid)
+// and binds the --listen ones after them, in order, and gives the machine
+// their list for `ctl status`. A malformed address never gets here (the
+// flag refused it); one that cannot be bound is a plain error, exit 1.
+func (s *Supervisor) holdSockets() error {
+	inherited, err := inheritedSockets()
+	if err != nil {
+		return err
+	}
+	s.held = inherited
+	if n := len(inherited); s.cfg.ReadyFD >= 3 && s.cfg.ReadyFD < 3+n {
+		return usageError{fmt.Errorf("--ready-fd %d: that descriptor is one of the LISTEN_FDS=%d upshim was passed", s.cfg.ReadyFD, n)}
+	}
+	backlog := s.cfg.ListenBacklog
+	if backlog == 0 {
+		backlog = maxBacklog
+	}
+	for _, a := range s.cfg.Listen {
+		fd, err := bindListen(a, backlog, s.cfg.ListenMode)
+		if err != nil {
+			return err
+		}
+		s.held = append(s.held, heldSocket{fd: fd, name: a.Name, flag: "--listen " + a.Spec})
+	}
+	for i, h := range s.held {
+		st := ListenStatus{Name: h.name, Addr: socketAddr(h.fd), FD: 3 + i}
+		s.m.sockets = append(s.m.sockets, st)
+		s.logf(levelDebug, "holding %s (%s) for the service as fd %d", st.Addr, h.flag, st.FD)
+	}
+	return nil
+}
+
+// closeSockets closes the held sockets, when upshim is done: clients are
+// refused from then on, rather than left waiting for a service that will
+// not come back.
+func (s *Supervisor) closeSockets() {
+	for _, h := range s.held {
+		unix.Close(h.fd)
+	}
+	s.held = nil
 }
 
 // tune sets the runtime up for a loop that is idle most of the time.
@@ -385,7 +437,7 @@ func (s *Supervisor) do(e effect, now time.Time) {
 func (s *Supervisor) spawnMain(now time.Time) {
 	last := s.m.inst.pgid
 	fg := s.termFG && (!s.m.ranOnce || terminalForeground() || terminalOwnedBy(last))
-	pid, err := s.procs.spawn(s.cfg.Name, s.path, s.cfg.Command, s.setup, fg)
+	pid, err := s.procs.spawn(s.cfg.Name, s.path, s.cfg.Command, s.main, fg)
 	if err != nil {
 		code := spawnFailureCode(err)
 		if spawnTransient(err) {

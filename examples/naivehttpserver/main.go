@@ -10,7 +10,11 @@
 // Endpoints: / answers with the pid (which changes after a respawn) and the
 // number of reloads, /crash answers and then exits with status 1, /healthz
 // answers "ok". The address comes from -addr, else $ADDR, else
-// 127.0.0.1:8080.
+// 127.0.0.1:8080; but a socket passed with systemd's socket-activation
+// protocol (upshim --listen, a systemd .socket unit) comes first, so that
+// connections made while it is down wait for the next one:
+//
+//	upshim --listen 127.0.0.1:8080 --respawn-limit 10/5 -- ./naivehttpserver
 package main
 
 import (
@@ -57,7 +61,10 @@ func main() {
 
 	// Listen before serving, so that a port already in use is a plain exit 1
 	// (which upshim respawns, then gives up on) instead of a log line later.
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := inheritedListener()
+	if ln == nil && err == nil {
+		ln, err = net.Listen("tcp", *addr)
+	}
 	if err != nil {
 		logger.Printf("%v", err)
 		os.Exit(1)
@@ -97,6 +104,29 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// inheritedListener returns the socket passed on fd 3 by the socket-
+// activation protocol, or nil when there is none: LISTEN_PID must be this
+// process (the variables may have been meant for a parent). The variables
+// are unset, so that no child of this server takes fd 3 for its own.
+func inheritedListener() (net.Listener, error) {
+	pid, fds := os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	if pid != strconv.Itoa(os.Getpid()) || fds == "" || fds == "0" {
+		return nil, nil
+	}
+	// FileListener works on a close-on-exec duplicate; fd 3 itself is
+	// not needed any more.
+	f := os.NewFile(3, "LISTEN_FDS")
+	defer f.Close()
+	ln, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("LISTEN_FDS: fd 3: %v", err)
+	}
+	return ln, nil
 }
 
 // hello answers with the pid, which changes when upshim respawns the server,

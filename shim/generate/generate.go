@@ -26,6 +26,9 @@ type Invocation struct {
 	// PreStop and PostStop say which hooks a stop may wait for.
 	KillTimeout, HookTimeout, StartTimeout time.Duration
 	PreStart, PreStop, PostStop            bool
+	// Expose lists the ports of the --listen sockets (8080, 53/udp), which
+	// a Dockerfile declares.
+	Expose []string
 	// Version is upshim's, for the header.
 	Version string
 }
@@ -252,6 +255,10 @@ func Dockerfile(inv Invocation) string {
 	b.WriteString("COPY upshim /usr/bin/upshim\n")
 	b.WriteString("STOPSIGNAL SIGTERM\n")
 	fmt.Fprintf(&b, "# docker stop needs more than upshim's own stop: docker run --stop-timeout %d\n", seconds(inv.stopBudget(), 5))
+	if len(inv.Expose) > 0 {
+		// upshim holds these across respawns (--listen).
+		fmt.Fprintf(&b, "EXPOSE %s\n", strings.Join(inv.Expose, " "))
+	}
 	parts := []string{jsonString("/usr/bin/upshim")}
 	for _, a := range inv.Args {
 		parts = append(parts, jsonString(a))
