@@ -161,7 +161,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Var(&cfg.Listen, "listen", "bind ADDR once and hold it across respawns; the service gets it as fd 3, 4, … in flag order, with LISTEN_FDS, LISTEN_FDNAMES (NAME, or unknown) and LISTEN_PID; ADDR: HOST:PORT, :PORT, [IPv6]:PORT, a tcp4:, tcp6: or udp: prefix, unix:/PATH, unix:@NAME; repeatable")
 	fs.IntVar(&cfg.ListenBacklog, "listen-backlog", 0, "listen(2) backlog `N` of the --listen sockets (default: the kernel's maximum, net.core.somaxconn)")
 	fs.Var(&cfg.ListenMode, "listen-mode", "mode of the --listen unix sockets, octal")
-	fs.StringVar(&cfg.Control, "control", "", "listen on a unix socket at `PATH` for upshim ctl (mode 0600; root and upshim's user only)")
+	fs.StringVar(&cfg.Control, "control", "", "listen on a unix socket at `PATH` for upshim ctl (mode 0600; root and upshim's user only); auto: NAME.sock in the runtime directory, for upshim ctl NAME")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "also report starts, exits, relayed signals and reaped orphans")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "report errors only")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
