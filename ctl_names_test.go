@@ -96,6 +96,7 @@ func listed(t *testing.T, out string) []map[string]any {
 // directory upshim made 0700, ctl list shows both on aligned lines, and
 // ctl NAME drives each one alone; at exit the socket goes.
 func TestCtlNamesSideBySide(t *testing.T) {
+	t.Parallel()
 	bin := upshimBinary(t)
 	rundir := filepath.Join(t.TempDir(), "run") // upshim creates it
 	env := namesEnv("RUNTIME_DIRECTORY=" + rundir + ":/elsewhere")
@@ -183,6 +184,7 @@ func TestCtlNamesSideBySide(t *testing.T) {
 // A socket left by an upshim that died is not listed, and ctl NAME says
 // so; an unknown name exits 1 naming the ones running.
 func TestCtlListSkipsStaleSocket(t *testing.T) {
+	t.Parallel()
 	bin := upshimBinary(t)
 	rundir := filepath.Join(t.TempDir(), "run")
 	env := namesEnv("RUNTIME_DIRECTORY=" + rundir)
@@ -224,6 +226,7 @@ func TestCtlListSkipsStaleSocket(t *testing.T) {
 // A second upshim with the name of a live one is refused (exit 2) and
 // runs nothing; the first keeps its socket.
 func TestControlAutoSameNameRefused(t *testing.T) {
+	t.Parallel()
 	bin := upshimBinary(t)
 	dir := t.TempDir()
 	env := namesEnv("RUNTIME_DIRECTORY=" + dir + "/run")
@@ -249,6 +252,7 @@ func TestControlAutoSameNameRefused(t *testing.T) {
 // enter, one owned by another user, and a name that is no file name are
 // refused (exit 2) before anything runs.
 func TestControlAutoRefusesUnsafeDir(t *testing.T) {
+	t.Parallel()
 	bin := upshimBinary(t)
 	dir := t.TempDir()
 	real := dir + "/real"
@@ -364,6 +368,7 @@ func TestCtlNamesOtherUser(t *testing.T) {
 // generate systemd with --control auto has systemd make the runtime
 // directory upshim uses, and keeps --control auto as it is.
 func TestGenerateSystemdControlAuto(t *testing.T) {
+	t.Parallel()
 	bin := upshimBinary(t)
 	out, err := exec.Command(bin, "generate", "systemd", "--control", "auto", "--name", "web", "--", "sleep", "300").Output()
 	if err != nil {

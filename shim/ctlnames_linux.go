@@ -71,21 +71,30 @@ func listening(path string) bool {
 // liveSocket is one NAME.sock in a runtime directory.
 type liveSocket struct{ name, path string }
 
-// liveSockets lists the sockets of dir that answer, in name order. A
-// directory that cannot be read has none.
-func liveSockets(dir string) []liveSocket {
+// sockets lists the NAME.sock sockets of dir, in name order. A directory
+// that cannot be read has none.
+func sockets(dir string) []liveSocket {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
 	}
-	var live []liveSocket
+	var socks []liveSocket
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".sock")
-		path := dir + "/" + e.Name()
-		if !ok || e.Type() != os.ModeSocket || CheckName(name) != nil || !listening(path) {
-			continue
+		if ok && e.Type() == os.ModeSocket && CheckName(name) == nil {
+			socks = append(socks, liveSocket{name, dir + "/" + e.Name()})
 		}
-		live = append(live, liveSocket{name, path})
+	}
+	return socks
+}
+
+// liveSockets is sockets without the stale ones.
+func liveSockets(dir string) []liveSocket {
+	var live []liveSocket
+	for _, s := range sockets(dir) {
+		if listening(s.path) {
+			live = append(live, s)
+		}
 	}
 	return live
 }
@@ -101,7 +110,7 @@ func CtlList(stdout, stderr io.Writer, asJSON bool) int {
 	var rows [][]string
 	var objects []string
 	for _, dir := range CtlDirs() {
-		for _, s := range liveSockets(dir) {
+		for _, s := range sockets(dir) {
 			answer, c, gone := ctlRequest(s.path, "status", "--json")
 			if gone || (c == CtlError && answer == "upshim is exiting") {
 				continue
