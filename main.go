@@ -44,7 +44,8 @@ const (
 const usageHead = `Usage:
   upshim [flags] [--] COMMAND [ARG...]
   upshim [flags] --job FILE
-  upshim ctl [--control PATH] VERB [ARG]   (see upshim ctl --help)
+  upshim ctl [--control PATH | NAME] VERB [ARG]   (see upshim ctl --help)
+  upshim ctl list [--json]
   upshim generate systemd|upstart|dockerfile [flags] [--] COMMAND [ARG...]
 
 Runs COMMAND as a supervised service: relays signals to it, reaps every
@@ -160,7 +161,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Var(&cfg.Listen, "listen", "bind ADDR once and hold it across respawns; the service gets it as fd 3, 4, … in flag order, with LISTEN_FDS, LISTEN_FDNAMES (NAME, or unknown) and LISTEN_PID; ADDR: HOST:PORT, :PORT, [IPv6]:PORT, a tcp4:, tcp6: or udp: prefix, unix:/PATH, unix:@NAME; repeatable")
 	fs.IntVar(&cfg.ListenBacklog, "listen-backlog", 0, "listen(2) backlog `N` of the --listen sockets (default: the kernel's maximum, net.core.somaxconn)")
 	fs.Var(&cfg.ListenMode, "listen-mode", "mode of the --listen unix sockets, octal")
-	fs.StringVar(&cfg.Control, "control", "", "listen on a unix socket at `PATH` for upshim ctl (mode 0600; root and upshim's user only)")
+	fs.StringVar(&cfg.Control, "control", "", "listen on a unix socket at `PATH` for upshim ctl (mode 0600; root and upshim's user only); auto: NAME.sock in the runtime directory, for upshim ctl NAME")
 	fs.BoolVarP(&verbose, "verbose", "v", false, "also report starts, exits, relayed signals and reaped orphans")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "report errors only")
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -342,20 +343,35 @@ const (
 )
 
 const ctlUsage = `Usage:
-  upshim ctl [--control PATH] VERB [ARG]
+  upshim ctl [--control PATH | NAME] VERB [ARG]
+  upshim ctl list [--json]
 
-Talks to the upshim listening on PATH (default: $UPSHIM_CONTROL). VERB is
-status [--json], start, stop, restart, reload, signal SIG, rotate or exit.
+Talks to the upshim listening on PATH, or to the one started with
+--control auto and --name NAME, whose socket is NAME.sock in the runtime
+directory: $RUNTIME_DIRECTORY, else, for a user other than root,
+$XDG_RUNTIME_DIR/upshim, then /run/upshim. Without either, PATH is
+$UPSHIM_CONTROL, when the first word is a VERB. VERB is status [--json],
+start, stop, restart, reload, signal SIG, rotate or exit.
 Prints the answer; exits 0 when it is ok, 1 when it is an error, and, for
 status, 3 when the service is not ready (so a readiness probe can run it).
+
+list prints a line for every upshim running in those directories: name,
+state, pid, uptime, respawns and health; --json prints their status
+objects, each with its "control" path.
 `
 
-// runCtl is `upshim ctl`: one request to a running upshim.
+// ctlVerbs are the verbs of the control protocol: with $UPSHIM_CONTROL
+// set, a first word that is one of them is a VERB, not a NAME.
+var ctlVerbs = map[string]bool{"status": true, "start": true, "stop": true, "restart": true, "replace": true,
+	"reload": true, "signal": true, "rotate": true, "exit": true}
+
+// runCtl is `upshim ctl`: one request to a running upshim, or the list of
+// them.
 func runCtl(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("upshim ctl", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
 	fs.SetOutput(io.Discard)
-	path := fs.String("control", os.Getenv("UPSHIM_CONTROL"), "")
+	path := fs.String("control", "", "")
 	help := fs.BoolP("help", "h", false, "")
 	if err := fs.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "upshim: ctl: %v\n", flagError(err))
@@ -365,17 +381,47 @@ func runCtl(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, ctlUsage)
 		return exitOK
 	}
+	words := fs.Args()
+	env := os.Getenv("UPSHIM_CONTROL")
 	switch {
-	case fs.NArg() == 0:
+	case len(words) == 0:
 		fmt.Fprint(stderr, "upshim: ctl: no VERB given\n"+ctlUsage)
 		return exitUsage
-	case *path == "":
-		fmt.Fprintln(stderr, "upshim: ctl: no --control PATH given, and UPSHIM_CONTROL is not set")
+	case words[0] == "list":
+		asJSON := len(words) == 2 && words[1] == "--json"
+		if fs.Changed("control") || (len(words) > 1 && !asJSON) {
+			fmt.Fprintln(stderr, "upshim: ctl: want list or list --json (list reads the runtime directory, not --control)")
+			return exitUsage
+		}
+		return shim.CtlList(stdout, stderr, asJSON)
+	case *path == shim.ControlAuto:
+		fmt.Fprintln(stderr, "upshim: ctl: --control auto is upshim's; name the upshim instead: upshim ctl NAME VERB")
 		return exitUsage
+	case fs.Changed("control"):
+	case env != "" && ctlVerbs[words[0]]:
+		*path = env
+	case len(words) == 1 && !ctlVerbs[words[0]]:
+		fmt.Fprintf(stderr, "upshim: ctl: no VERB given after NAME %q\n", words[0])
+		return exitUsage
+	case len(words) == 1:
+		fmt.Fprintf(stderr, "upshim: ctl %s: no NAME or --control PATH given, and UPSHIM_CONTROL is not set\n", words[0])
+		return exitUsage
+	default:
+		name := words[0]
+		if err := shim.CheckName(name); err != nil {
+			fmt.Fprintf(stderr, "upshim: ctl: NAME %q %v\n", name, err)
+			return exitUsage
+		}
+		found, err := shim.FindControl(name)
+		if err != nil {
+			fmt.Fprintf(stderr, "upshim: ctl %s: %v\n", words[1], err)
+			return shim.CtlError
+		}
+		*path, words = found, words[1:]
 	}
-	answer, code := shim.Ctl(*path, fs.Arg(0), fs.Args()[1:]...)
+	answer, code := shim.Ctl(*path, words[0], words[1:]...)
 	if code == shim.CtlError {
-		fmt.Fprintf(stderr, "upshim: ctl %s: %s\n", fs.Arg(0), answer)
+		fmt.Fprintf(stderr, "upshim: ctl %s: %s\n", words[0], answer)
 		return code
 	}
 	fmt.Fprintln(stdout, answer)
@@ -516,7 +562,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		if name == "listen" {
 			// Only the path of a unix: address.
 			abs = func(v string) string { return shim.AbsUnixPath(v, absPath) }
-		} else if !pathFlags[name] {
+		} else if !pathFlags[name] || (name == "control" && cfg.Control == shim.ControlAuto) {
 			continue
 		}
 		if inContainer {
@@ -545,6 +591,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		KillTimeout: time.Duration(cfg.KillTimeout), HookTimeout: time.Duration(cfg.HookTimeout),
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
+		RuntimeDirectory: cfg.Control == shim.ControlAuto,
 	}
 	for _, l := range cfg.Listen {
 		if p := shim.ExposedPort(l.Spec); p != "" {

@@ -123,6 +123,11 @@ func (c *Config) Validate() error {
 	if c.Name == "" {
 		c.Name = baseName(c.Command[0])
 	}
+	if c.Control == ControlAuto {
+		if err := CheckName(c.Name); err != nil {
+			return fmt.Errorf("--control auto: the name %q %v, so it cannot name the socket; give another with --name", c.Name, err)
+		}
+	}
 	if c.KillSignal == 0 {
 		c.KillSignal = Signal(syscall.SIGTERM)
 	}

@@ -72,25 +72,29 @@ type controlConn struct {
 	idle bool   // no request read yet; guarded by controlSocket.mu
 }
 
+// errControlLive: a live upshim answers on the control socket's path.
+var errControlLive = errors.New("another upshim is listening there")
+
 // listenControl creates the socket at path, replacing a stale one left by
 // an upshim that died, and refusing one that a live upshim answers on.
-func listenControl(path string, out chan<- *request, warn func(string, ...any)) (*controlSocket, error) {
+// Its errors begin with flag: "--control PATH".
+func listenControl(path, flag string, out chan<- *request, warn func(string, ...any)) (*controlSocket, error) {
 	if limit := len(unix.RawSockaddrUnix{}.Path); len(path) > limit {
-		return nil, usageError{fmt.Errorf("--control %s: the path is %d bytes long; a unix socket's path can have at most %d", path, len(path), limit)}
+		return nil, usageError{fmt.Errorf("%s: the path is %d bytes long; a unix socket's path can have at most %d", flag, len(path), limit)}
 	}
 	if st, err := os.Lstat(path); err == nil {
 		if st.Mode()&os.ModeSocket == 0 {
-			return nil, usageError{fmt.Errorf("--control %s: exists and is not a socket", path)}
+			return nil, usageError{fmt.Errorf("%s: exists and is not a socket", flag)}
 		}
 		if conn, err := dialControl(path); err == nil {
 			unix.Close(conn)
-			return nil, usageError{fmt.Errorf("--control %s: another upshim is listening there", path)}
+			return nil, usageError{fmt.Errorf("%s: %w", flag, errControlLive)}
 		}
 		os.Remove(path) // stale: nobody answers
 	}
 	ln, err := bindControl(path)
 	if err != nil {
-		return nil, fmt.Errorf("--control %s: %v", path, err)
+		return nil, fmt.Errorf("%s: %v", flag, err)
 	}
 	c := &controlSocket{
 		path: path, ln: ln, out: out, warn: warn,
@@ -384,9 +388,12 @@ func (c *controlSocket) close() {
 		return
 	}
 	close(c.done)
+	// The path goes before the listener closes: in between, an upshim
+	// starting with the same path would find it stale, replace it, and
+	// lose its own socket to this removal.
+	os.Remove(c.path)
 	c.ln.Close()
 	<-c.accepted
-	os.Remove(c.path)
 	// Clients yet to send a request will not be served: wake them.
 	c.mu.Lock()
 	for cc := range c.conns {
@@ -416,12 +423,19 @@ const (
 // Ctl sends one request to the upshim listening at path and returns its
 // answer and one of CtlOK, CtlError, CtlNotReady.
 func Ctl(path string, verb string, args ...string) (answer string, code int) {
+	answer, code, _ = ctlRequest(path, verb, args...)
+	return answer, code
+}
+
+// ctlRequest is Ctl; gone says that nothing listens on path (none there,
+// or a stale socket).
+func ctlRequest(path string, verb string, args ...string) (answer string, code int, gone bool) {
 	fd, err := dialControl(path)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
-			return fmt.Sprintf("no upshim is listening on %s", path), CtlError
+			return fmt.Sprintf("no upshim is listening on %s", path), CtlError, true
 		}
-		return fmt.Sprintf("%s: %v", path, err), CtlError
+		return fmt.Sprintf("%s: %v", path, err), CtlError, false
 	}
 	defer unix.Close(fd)
 	// A socket in a directory others can write may be a stranger's: its
@@ -429,10 +443,10 @@ func Ctl(path string, verb string, args ...string) (answer string, code int) {
 	// kernel says who called listen.
 	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
 	if err != nil {
-		return fmt.Sprintf("%s: cannot tell who listens there: %v", path, err), CtlError
+		return fmt.Sprintf("%s: cannot tell who listens there: %v", path, err), CtlError, false
 	}
 	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() && int(cred.Uid) != os.Geteuid() {
-		return fmt.Sprintf("%s: refused: the socket is served by uid %d, not by root or uid %d, so it is not an upshim to trust", path, cred.Uid, os.Getuid()), CtlError
+		return fmt.Sprintf("%s: refused: the socket is served by uid %d, not by root or uid %d, so it is not an upshim to trust", path, cred.Uid, os.Getuid()), CtlError, false
 	}
 	msg := strings.Join(append([]string{ControlVersion, verb}, args...), " ") + "\n"
 	// A refusal (permission, busy) may come, and the connection close,
@@ -453,13 +467,13 @@ func Ctl(path string, verb string, args ...string) (answer string, code int) {
 	line := strings.TrimSuffix(string(out), "\n")
 	for prefix, code := range map[string]int{"ok": CtlOK, "no ": CtlNotReady, "error ": CtlError} {
 		if rest, found := strings.CutPrefix(line, prefix); found {
-			return strings.TrimPrefix(rest, " "), code
+			return strings.TrimPrefix(rest, " "), code, false
 		}
 	}
 	if sendErr != nil {
-		return fmt.Sprintf("%s: cannot send the request: %v", path, sendErr), CtlError
+		return fmt.Sprintf("%s: cannot send the request: %v", path, sendErr), CtlError, false
 	}
-	return "no answer from " + path, CtlError
+	return "no answer from " + path, CtlError, false
 }
 
 // Status is what `ctl status --json` prints; its field names are stable.

@@ -167,7 +167,7 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 	if s.cfg.Control != "" {
 		s.requests = make(chan *request)
 		warn := func(format string, args ...any) { s.logAsync(levelWarn, format, args...) }
-		if s.control, err = listenControl(s.cfg.Control, s.requests, warn); err != nil {
+		if s.control, err = s.listenControl(warn); err != nil {
 			return cleanup, err // a usageError, or a socket upshim cannot set up
 		}
 		undo = append(undo, s.control.close)
@@ -208,6 +208,24 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 	// runtime's signal thread would cost a switch between threads.
 	runtime.LockOSThread()
 	return cleanup, nil
+}
+
+// listenControl listens on --control PATH, or with --control auto on
+// RUNDIR/NAME.sock, where a live upshim of the same name is refused.
+func (s *Supervisor) listenControl(warn func(string, ...any)) (*controlSocket, error) {
+	if s.cfg.Control != ControlAuto {
+		return listenControl(s.cfg.Control, "--control "+s.cfg.Control, s.requests, warn)
+	}
+	dir, path, err := openRuntimeDir(s.cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close() // and so unlocks it
+	c, err := listenControl(path, "--control auto: "+path, s.requests, warn)
+	if errors.Is(err, errControlLive) {
+		err = usageError{fmt.Errorf("--control auto: an upshim named %q is already running (it answers on %s); give this one another --name", s.cfg.Name, path)}
+	}
+	return c, err
 }
 
 // holdSockets adopts the sockets upshim was passed (LISTEN_PID is its pid)

@@ -31,6 +31,9 @@ type Invocation struct {
 	Expose []string
 	// Version is upshim's, for the header.
 	Version string
+	// RuntimeDirectory: upshim puts its control socket in the runtime
+	// directory (--control auto), which a systemd unit then makes.
+	RuntimeDirectory bool
 }
 
 // stopBudget is the longest a stop can take inside upshim: pre-stop, the
@@ -81,6 +84,12 @@ func Systemd(inv Invocation) string {
 		fmt.Fprintf(&b, "TimeoutStartSec=%d\n", seconds(start, 5))
 	}
 	b.WriteString("Restart=on-failure\n")
+	if inv.RuntimeDirectory {
+		// /run/upshim, as upshim run by hand as root uses, so that
+		// upshim ctl NAME finds it there. Every upshim unit shares it: it
+		// is kept when one stops (each upshim removes its own socket).
+		b.WriteString("RuntimeDirectory=upshim\nRuntimeDirectoryMode=0700\nRuntimeDirectoryPreserve=yes\n")
+	}
 	b.WriteString("\n[Install]\nWantedBy=multi-user.target\n")
 	return b.String()
 }
