@@ -285,8 +285,8 @@ func TestPodman(t *testing.T) {
 	t.Run("kube-play", func(t *testing.T) { podmanKubePlay(t, p) })
 }
 
-// clearLeftovers removes the containers of earlier runs that were killed
-// before their cleanup (their test binary is gone).
+// clearLeftovers removes the containers and images of earlier runs that
+// were killed before their cleanup (their test binary is gone).
 func (p *podmanHost) clearLeftovers(t *testing.T) {
 	out, _ := p.run(deadline, "ps", "-a", "--filter", "label="+podmanLabel, "--format", "{{.ID}} {{index .Labels \""+podmanLabel+"\"}}")
 	for _, line := range strings.Split(out, "\n") {
@@ -297,6 +297,14 @@ func (p *podmanHost) clearLeftovers(t *testing.T) {
 		if pid, _ := strconv.Atoi(f[1]); pid > 0 && procState(f[1]) == 0 {
 			t.Logf("removing container %s, left by test process %d", f[0], pid)
 			p.run(deadline, "rm", "-f", "-t", "0", f[0])
+		}
+	}
+	repo := strings.Split(p.image, ":")[0]
+	out, _ = p.run(deadline, "images", "--format", "{{.Tag}}", repo)
+	for _, tag := range strings.Fields(out) {
+		if pid, _ := strconv.Atoi(tag); pid > 0 && procState(tag) == 0 {
+			t.Logf("removing image %s:%s, left by test process %d", repo, tag, pid)
+			p.run(deadline, "rmi", "-f", repo+":"+tag)
 		}
 	}
 }

@@ -146,6 +146,13 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 		}
 	}
 
+	// The cgroups of runs whose test binary was killed before its cleanup.
+	stale, _ := filepath.Glob(filepath.Join(root, "upshim-systemd-*-*"))
+	for _, d := range stale {
+		if pid := strings.Split(filepath.Base(d), "-")[2]; procState(pid) == 0 {
+			removeTree(d)
+		}
+	}
 	h := &systemdHost{nsenter: nsenter, log: filepath.Join(work, "console.log"),
 		cgroup: filepath.Join(root, fmt.Sprintf("upshim-systemd-%d-%d", os.Getpid(), time.Now().UnixNano()))}
 	if err := os.Mkdir(h.cgroup, 0o755); err != nil {
