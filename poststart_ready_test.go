@@ -19,6 +19,7 @@ import (
 // readiness check of it, which a server that listens a moment after its
 // exec needs under a Type=notify unit (TestSystemd/naivehttpserver).
 func TestReadyWaitsForPostStart(t *testing.T) {
+	t.Parallel()
 	up := listenUpward(t)
 	dir := t.TempDir()
 	readyR, readyW, err := os.Pipe()

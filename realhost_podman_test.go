@@ -527,13 +527,14 @@ func podmanKubePlay(t *testing.T, p *podmanHost) {
 	// the grace period are not used.
 	hc := p.inspect(t, server, "{{json .Config.Healthcheck}}")
 	stopTimeout := p.inspect(t, server, "{{.Config.StopTimeout}}")
-	t.Logf("kube play: healthcheck %s, stop timeout %ss", hc, stopTimeout)
+	out, _ := p.run(deadline, "healthcheck", "run", server)
+	t.Logf("kube play: healthcheck %s (run by hand: %s), stop timeout %ss", hc, out, stopTimeout)
 	if !strings.Contains(hc, "http://localhost:8080/healthz") {
 		t.Errorf("the liveness probe did not become a healthcheck: %s", hc)
 	}
 
-	// The pod's stop is upshim's; kube down then spends seconds removing
-	// (podman's own healthcheck timers, which need systemd, not upshim).
+	// The pod's stop is upshim's; kube down then takes seconds of
+	// podman's own to remove the pod.
 	begin = time.Now()
 	p.must(t, "pod", "stop", pod)
 	took := time.Since(begin)

@@ -70,6 +70,7 @@ const sdDropIn = "[Unit]\nDefaultDependencies=no\nAfter=systemd-journald.service
 // systemdHost is a real systemd booted for one test.
 type systemdHost struct {
 	pid     int    // systemd, PID 1 of its namespaces, as the host sees it
+	unshare int    // its parent
 	cgroup  string // the host path of its cgroup namespace's root
 	nsenter string
 	log     string // its console output
@@ -91,7 +92,7 @@ func cgroup2Root() string {
 // host before: /sys/fs/cgroup's mount options, and /tmp's contents.
 func hostGuards(t *testing.T) func() string {
 	t.Helper()
-	sentinel, err := os.CreateTemp("", "upshim-systemd-sentinel-")
+	sentinel, err := os.CreateTemp("/tmp", "upshim-systemd-sentinel-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 	}
 	guards := hostGuards(t)
 	started := make(chan int, 1)   // unshare's pid, or -1
-	exited := make(chan struct{})  // unshare was reaped
+	exited := make(chan struct{})  // unshare was reaped (or never ran)
 	release := make(chan struct{}) // the test is over
 	t.Cleanup(func() {
 		close(release)
@@ -174,8 +175,9 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 	// death signal (the parent is this thread, not the process) must not
 	// fire when the runtime retires some other thread.
 	go func() {
-		defer close(exited)
 		runtime.LockOSThread()
+		defer func() { <-release }()
+		defer close(exited)
 		cg, err := os.Open(h.cgroup)
 		if err != nil {
 			started <- -1
@@ -200,15 +202,14 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 		}
 		started <- cmd.Process.Pid
 		cmd.Wait()
-		<-release
 	}()
-	unsharePid := <-started
-	if unsharePid < 0 {
+	h.unshare = <-started
+	if h.unshare < 0 {
 		b, _ := os.ReadFile(h.log)
 		t.Fatalf("could not start unshare:\n%s", b)
 	}
 	waitFor(t, deadline, "systemd as unshare's child", func() (bool, string) {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", unsharePid, unsharePid))
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", h.unshare, h.unshare))
 		h.pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return h.pid > 0, "no child yet"
 	})
@@ -219,9 +220,14 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 		if state == "running" || state == "degraded" {
 			break
 		}
-		if time.Now().After(end) {
+		select {
+		case <-exited:
+			state = "gone"
+		default:
+		}
+		if state == "gone" || time.Now().After(end) {
 			b, _ := os.ReadFile(h.log)
-			t.Fatalf("systemd is %q after %s; its console:\n%s", state, deadline, b)
+			t.Fatalf("systemd is %q after %s; its console:\n%s", state, time.Since(begin), b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -234,6 +240,15 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 func (h *systemdHost) teardown(t *testing.T, exited chan struct{}) {
 	if h.pid > 0 {
 		syscall.Kill(h.pid, syscall.SIGKILL)
+	}
+	select {
+	case <-exited:
+	default:
+		// Not reaped, so the pid is still unshare's: with --kill-child,
+		// its death kills systemd, if it was not found.
+		if h.unshare > 0 {
+			syscall.Kill(h.unshare, syscall.SIGKILL)
+		}
 	}
 	select {
 	case <-exited:
