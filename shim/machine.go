@@ -320,11 +320,15 @@ func (m *machine) reply(r *request, text string) {
 	m.emit(effect{kind: effReply, req: r, msg: text})
 }
 
-// announce tells the outer supervisor msg; READY=1 goes only the first
-// time, or to end a reload.
+// announce tells the outer supervisor msg. READY=1 goes the first time
+// only once the start is over (running, post-start done), and after that
+// only to end a reload.
 func (m *machine) announce(msg string) {
 	if msg == "READY=1" {
-		if m.announcedReady && !m.reloading {
+		switch {
+		case !m.announcedReady && m.phase != phRunning:
+			return
+		case m.announcedReady && !m.reloading:
 			return
 		}
 		m.announcedReady, m.reloading = true, false
@@ -404,6 +408,9 @@ func (m *machine) onSpawnFailed(ev event) {
 			m.runPostStop("exit-code", syscall.WaitStatus(126<<8))
 		case PostStart:
 			m.phase = phRunning
+			if m.then == intentNone {
+				m.started()
+			}
 		case PreStop:
 			m.sendKill()
 		case PostStop:
@@ -428,22 +435,30 @@ func (m *machine) onSpawnFailed(ev event) {
 	m.runPostStop("exit-code", syscall.WaitStatus(ev.code<<8))
 }
 
-// becomeReady marks the service ready: the start timeout is over, the
-// outer supervisor and --ready-fd hear of it the first time, and
-// post-start runs.
+// becomeReady marks the service ready: the start timeout is over, and
+// post-start runs. The start is over once post-start is, as upstart's
+// start and systemd's ExecStartPost= have it: a post-start that waits
+// until the service answers makes a readiness check of it.
 func (m *machine) becomeReady() {
 	m.disarm(dlStart)
 	m.phase = phRunning
 	m.logf(levelDebug, "main process (%d) is ready", m.inst.pid)
+	if m.cfg.Hooks[PostStart] != "" {
+		m.phase = phPostStart
+		m.spawnHook(PostStart)
+		return
+	}
+	m.started()
+}
+
+// started tells the outside that a start is over: the outer supervisor
+// (READY=1 the first time) and --ready-fd.
+func (m *machine) started() {
 	m.announce("READY=1")
 	m.announce("STATUS=running, main process " + itoa(m.inst.pid))
 	if !m.readyDone && m.cfg.ReadyFD >= 0 {
 		m.readyDone = true
 		m.emit(effect{kind: effReadyFD})
-	}
-	if m.cfg.Hooks[PostStart] != "" {
-		m.phase = phPostStart
-		m.spawnHook(PostStart)
 	}
 }
 
@@ -950,6 +965,7 @@ func (m *machine) onHookExit(ev event) {
 			m.beginStop()
 		default:
 			m.phase = phRunning
+			m.started()
 		}
 	case PreStop:
 		if m.inst.pid == 0 {
@@ -1070,8 +1086,8 @@ func (m *machine) send(sig syscall.Signal, group bool, why string) bool {
 // reload sends the reload signal to the main process. A reload never
 // leaves the outer supervisor reloading: under --expect notify the
 // service's own RELOADING=1 … READY=1 go upward and upshim invents none;
-// otherwise upshim brackets the signal with RELOADING=1 and READY=1. With
-// nothing running, nothing goes upward.
+// otherwise upshim brackets the signal with RELOADING=1 and READY=1 once
+// the start is over. With nothing running, nothing goes upward.
 func (m *machine) reload(r *request) {
 	sig := syscall.Signal(m.cfg.ReloadSignal)
 	if m.inst.pid == 0 || !m.serving() {
@@ -1081,13 +1097,15 @@ func (m *machine) reload(r *request) {
 		}
 		return
 	}
-	notify := m.cfg.Expect == ExpectNotify
-	if !notify {
+	// Before the first READY=1 the outer supervisor is still starting
+	// the unit: nothing to bracket.
+	bracket := m.cfg.Expect != ExpectNotify && m.announcedReady
+	if bracket {
 		m.reloading = true
 		m.announce("RELOADING=1")
 	}
 	m.send(sig, false, "reload")
-	if !notify {
+	if bracket {
 		m.announce("READY=1")
 	}
 	if r != nil {
