@@ -573,6 +573,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		KillTimeout: time.Duration(cfg.KillTimeout), HookTimeout: time.Duration(cfg.HookTimeout),
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
+		Watchdog: cfg.Watchdog > 0 || cfg.Health.Kind != shim.ProbeNone, Health: cfg.Health.Kind != shim.ProbeNone,
 	}
 	for _, l := range cfg.Listen {
 		if p := shim.ExposedPort(l.Spec); p != "" {
