@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
 // The tests of --watchdog and the health probes. The service is this test
@@ -42,6 +44,9 @@ const timingMargin = 2 * time.Second
 //	usec:N          sends WATCHDOG_USEC=N, prints "extended", is silent
 //	                for 1.2s, and prints "survived"
 //	trigger         sends READY=1 and WATCHDOG=trigger, prints "triggered"
+//	gosystemd       go-systemd's daemon package, as it is: prints "enabled
+//	                D ERR" from SdWatchdogEnabled, then pings with SdNotify
+//	                every D/4 for 3 D, and prints "alive"
 //
 // Every mode first prints "env WATCHDOG_USEC=… WATCHDOG_PID=… pid=…
 // NOTIFY_SOCKET=…" and, on SIGABRT, prints "got ABRT" and lives on until
@@ -133,6 +138,13 @@ func hangService(args []string) int {
 		say("extended")
 		time.Sleep(1200 * time.Millisecond)
 		say("survived")
+	case "gosystemd":
+		d, err := daemon.SdWatchdogEnabled(false)
+		say("enabled %s %v", d, err)
+		for end := time.Now().Add(3 * d); time.Now().Before(end); time.Sleep(d / 4) {
+			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		}
+		say("alive")
 	case "trigger":
 		notify("READY=1")
 		notify("WATCHDOG=trigger")
@@ -237,6 +249,19 @@ func TestWatchdogUsecAndTrigger(t *testing.T) {
 	r.lineAt("got ABRT")
 	waitStderr(t, r, "the service sent WATCHDOG=trigger; sending ABRT")
 	r.lineAt("env ") // started again
+}
+
+// A Go service written for systemd finds its watchdog with go-systemd's
+// daemon package, unmodified (it checks WATCHDOG_PID against its own pid),
+// and its pings keep it alive.
+func TestWatchdogGoSystemd(t *testing.T) {
+	r := startShim(t, "--watchdog", "400ms", hangEnv("gosystemd"), "--", testBinary(t))
+	if l, _ := r.lineAt("enabled "); l != "enabled 400ms <nil>" {
+		t.Fatalf("SdWatchdogEnabled: %q", l)
+	}
+	if l := r.line(); l != "alive" {
+		t.Fatalf("got %q before 3 intervals of pings were over; stderr:\n%s", l, r.stderr)
+	}
 }
 
 // Pings from outside the main process's tree keep nothing alive.
