@@ -230,6 +230,15 @@ func (m *machine) startProbing() {
 	m.arm(dlProbe, m.probeDelay())
 }
 
+// resumeProbes starts probing again after a pause within the run (a
+// forking service's successor is followed), unless a probe is due or in
+// flight already.
+func (m *machine) resumeProbes() {
+	if m.probing() && m.probe == nil && m.armed[dlProbe.slot()] == dlNone {
+		m.arm(dlProbe, m.probeDelay())
+	}
+}
+
 // inStartPeriod reports whether failures do not count yet: before the
 // first success, while --health-start-period runs from the start of the
 // run, or while the service is not ready under --expect health.
@@ -348,6 +357,9 @@ func (m *machine) probeDone() {
 		out = out[:maxProbeOutput]
 	}
 	m.lastProbe = out
+	if !m.probing() {
+		return // the run ended or is stopping meanwhile: the result means nothing now
+	}
 	if ok {
 		m.probePassed()
 	} else {

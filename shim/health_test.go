@@ -2,6 +2,7 @@ package shim
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"strings"
 	"syscall"
@@ -161,3 +162,40 @@ func TestHealthStreakAndStartPeriodPerRun(t *testing.T) {
 		t.Fatalf("a failure in the new run's start period counted: %s", stateName(m))
 	}
 }
+
+// A forking daemon that re-forks keeps its watchdog and its probes: the
+// successor gets a full interval, and probing goes on, even if a deadline
+// passed while the successor was looked for.
+func TestWatchdogAndProbesFollowRefork(t *testing.T) {
+	cfg := gridConfig()
+	watchdog(cfg)
+	probeHTTP(cfg)
+	cfg.Expect = ExpectFork
+	m := newMachine(cfg, false)
+	at := t0
+	step := func(ev event) {
+		at = at.Add(time.Second)
+		ev.at = at
+		m.step(inFlight(m, ev))
+	}
+	step(evStarted)
+	step(event{kind: evSpawned, pid: mainPid})
+	step(exitOf(mainPid, exited(0))) // the launcher
+	step(event{kind: evFound, pid: newPid, pgid: newPid})
+	if m.phase != phRunning || m.armed[dlWatchdog.slot()] != dlWatchdog || m.armed[dlProbe.slot()] != dlProbe {
+		t.Fatalf("ready: %s, armed %v", stateName(m), m.armed)
+	}
+	step(exitOf(newPid, exited(0))) // re-forks
+	step(event{kind: evNotFound, retry: true, err: errTest})
+	if m.phase != phFollowing {
+		t.Fatalf("re-fork: %s", stateName(m))
+	}
+	step(event{kind: evDeadline, dl: dlWatchdog}) // while following: ignored
+	step(evProbeDue)                              // likewise
+	step(event{kind: evFound, pid: 301, pgid: 301})
+	if m.phase != phRunning || m.armed[dlWatchdog.slot()] != dlWatchdog || m.armed[dlProbe.slot()] != dlProbe {
+		t.Fatalf("following 301: %s, armed %v", stateName(m), m.armed)
+	}
+}
+
+var errTest = errors.New("--pidfile pf: no such file or directory")

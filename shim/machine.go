@@ -663,6 +663,12 @@ func (m *machine) onFound(ev event) {
 		if m.phase == phFollowing {
 			m.phase = phRunning
 		}
+		// The successor gets a full watchdog interval, and the probes
+		// that paused while it was looked for go on.
+		if m.watched() {
+			m.armWatchdog()
+		}
+		m.resumeProbes()
 	}
 }
 
