@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -152,5 +153,20 @@ func TestHealthExpectHealth(t *testing.T) {
 	})
 	if out, ok := ctl(t, sock, "status"); !ok || !strings.Contains(out, "health healthy") {
 		t.Fatalf("ctl status once ready: %q, %v", out, ok)
+	}
+}
+
+// The HTTP probe is written by hand: net/http (and crypto/tls with it)
+// would add about 4 MB and break the 4 MiB budget. Nothing upshim links
+// may pull them in.
+func TestHealthNoNetHTTP(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		skipOrFail(t, "go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == "net/http" || pkg == "crypto/tls" {
+			t.Errorf("upshim links %s", pkg)
+		}
 	}
 }
