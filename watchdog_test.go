@@ -44,6 +44,8 @@ const timingMargin = 2 * time.Second
 //	usec:N          sends WATCHDOG_USEC=N, prints "extended", is silent
 //	                for 1.2s, and prints "survived"
 //	trigger         sends READY=1 and WATCHDOG=trigger, prints "triggered"
+//	extend:N        sends EXTEND_TIMEOUT_USEC=N, waits 1.2s, sends READY=1
+//	                and prints "ready"
 //	gosystemd       go-systemd's daemon package, as it is: prints "enabled
 //	                D ERR" from SdWatchdogEnabled, then pings with SdNotify
 //	                every D/4 for 3 D, and prints "alive"
@@ -145,6 +147,11 @@ func hangService(args []string) int {
 			daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 		}
 		say("alive")
+	case "extend":
+		notify("EXTEND_TIMEOUT_USEC=" + args[1])
+		time.Sleep(1200 * time.Millisecond)
+		notify("READY=1")
+		say("ready")
 	case "trigger":
 		notify("READY=1")
 		notify("WATCHDOG=trigger")
@@ -261,6 +268,21 @@ func TestWatchdogGoSystemd(t *testing.T) {
 	}
 	if l := r.line(); l != "alive" {
 		t.Fatalf("got %q before 3 intervals of pings were over; stderr:\n%s", l, r.stderr)
+	}
+}
+
+// EXTEND_TIMEOUT_USEC= while starting pushes --start-timeout back.
+func TestWatchdogExtendStartTimeout(t *testing.T) {
+	up := listenUpward(t)
+	t.Setenv("NOTIFY_SOCKET", up.path)
+	r := startShim(t, "--expect", "notify", "--start-timeout", "400ms", hangEnv("extend:5000000"), "--", testBinary(t))
+	r.lineAt("env ")
+	if l := r.line(); l != "ready" {
+		t.Fatalf("got %q; stderr:\n%s", l, r.stderr)
+	}
+	up.expect("READY=1")
+	if strings.Contains(r.stderr.String(), "expected READY=1") {
+		t.Fatalf("stderr:\n%s", r.stderr)
 	}
 }
 
