@@ -107,6 +107,9 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	cfg.HookTimeout = shim.DefaultHookTimeout
 	cfg.StartTimeout = shim.DefaultStartTimeout
 	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
+	cfg.WatchdogSignal = shim.Signal(6)
+	cfg.HealthInterval, cfg.HealthTimeout = shim.DefaultHealthInterval, shim.DefaultHealthTimeout
+	cfg.HealthRetries, cfg.HealthStartInterval = shim.DefaultHealthRetries, shim.DefaultHealthStartInterval
 	var verbose, quiet, help, showVersion bool
 	var umask shim.Umask
 	logSize := shim.MiB(100)
@@ -134,10 +137,21 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.StringVar(&cfg.Hooks[shim.PreStop], "pre-stop", "", "run `CMD` on a requested stop, before the kill signal")
 	fs.StringVar(&cfg.Hooks[shim.PostStop], "post-stop", "", "run `CMD` after every run, with SERVICE_RESULT, EXIT_CODE, EXIT_STATUS and UPSHIM_RESPAWNS set")
 	fs.Var(&cfg.HookTimeout, "hook-timeout", "kill a hook still running after this; it counts as failed; 0 never")
-	fs.Var(&cfg.Expect, "expect", "how the service is found and known ready: \"none\" (exec), \"fork\" or \"daemon\" (the launcher exits 0, leaving the service), \"stop\" (it stops itself with SIGSTOP), \"notify\" (READY=1 on NOTIFY_SOCKET)")
+	fs.Var(&cfg.Expect, "expect", "how the service is found and known ready: \"none\" (exec), \"fork\" or \"daemon\" (the launcher exits 0, leaving the service), \"stop\" (it stops itself with SIGSTOP), \"notify\" (READY=1 on NOTIFY_SOCKET), \"health\" (the first passing health probe)")
 	fs.StringVar(&cfg.PidFile, "pidfile", "", "with --expect fork or daemon: read the main pid from `FILE` (retried briefly); it must be upshim's child")
 	fs.Var(&cfg.StartTimeout, "start-timeout", "not ready by then: a failed start; the tree is killed and the respawn policy applies; 0 never")
 	fs.IntVar(&cfg.ReadyFD, "ready-fd", -1, "write a newline to descriptor `N` and close it when the service is first ready")
+	fs.Var(&cfg.Watchdog, "watchdog", "once ready, the service must send WATCHDOG=1 to its NOTIFY_SOCKET within every DUR (systemd's WatchdogSec=; it gets WATCHDOG_USEC and WATCHDOG_PID), or it is killed and restarted; 0 off")
+	fs.Var(&cfg.WatchdogSignal, "watchdog-signal", "signal sent to the main process when the watchdog fires; SIGKILL to its tree after --kill-timeout")
+	fs.Var(shim.ProbeFlag{Probe: &cfg.Health, Kind: shim.ProbeCmd}, "health-cmd", "health probe: run CMD with /bin/sh -c, like a hook; exit 0 is healthy")
+	fs.Var(shim.ProbeFlag{Probe: &cfg.Health, Kind: shim.ProbeHTTP}, "health-http", "health probe: GET an http:// URL; a status of 200 to 399 is healthy; redirects are not followed")
+	fs.Var(shim.ProbeFlag{Probe: &cfg.Health, Kind: shim.ProbeTCP}, "health-tcp", "health probe: connect to HOST:PORT; a connection is healthy")
+	fs.Var(&cfg.HealthInterval, "health-interval", "wait this long after a probe ends before the next one")
+	fs.Var(&cfg.HealthTimeout, "health-timeout", "a probe still running after this has failed (a command probe's group is killed)")
+	fs.IntVar(&cfg.HealthRetries, "health-retries", shim.DefaultHealthRetries, "`N` failed probes in a row make the service unhealthy")
+	fs.Var(&cfg.HealthStartPeriod, "health-start-period", "failures in this time after each start do not count; a passing probe ends it")
+	fs.Var(&cfg.HealthStartInterval, "health-start-interval", "the wait between probes in the start period, and before ready under --expect health")
+	fs.Var(&cfg.HealthAction, "health-action", "when unhealthy: \"restart\" (stop without pre-stop, start again; counts as a failure), \"exit\" (stop, upshim exits non-zero) or \"none\" (report only)")
 	fs.BoolVar(&cfg.Respawn, "respawn", false, "restart the service when it ends without being asked to (exit 0 too, unless --normal-exit or --task)")
 	fs.Var(&cfg.RespawnLimit, "respawn-limit", "give up after COUNT+1 failures within INTERVAL of the first; \"unlimited\" or 0 never gives up; implies --respawn")
 	fs.Var(&cfg.RespawnDelay, "respawn-delay", "wait this long before each respawn")
@@ -172,6 +186,10 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.Lookup("kill-timeout").DefValue = shim.DefaultKillTimeout.String()
 	fs.Lookup("hook-timeout").DefValue = shim.DefaultHookTimeout.String()
 	fs.Lookup("start-timeout").DefValue = shim.DefaultStartTimeout.String()
+	fs.Lookup("watchdog-signal").DefValue = "ABRT"
+	fs.Lookup("health-interval").DefValue = shim.DefaultHealthInterval.String()
+	fs.Lookup("health-timeout").DefValue = shim.DefaultHealthTimeout.String()
+	fs.Lookup("health-start-interval").DefValue = shim.DefaultHealthStartInterval.String()
 	fs.Lookup("log-max-size").DefValue = "100M"
 
 	if err := fs.Parse(args); err != nil {
@@ -214,6 +232,16 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 				return cfg, false, fmt.Errorf("--%s needs --log-file", name)
 			}
 		}
+	}
+	if cfg.Health.Kind == shim.ProbeNone {
+		for _, name := range []string{"health-interval", "health-timeout", "health-retries", "health-start-period", "health-start-interval", "health-action"} {
+			if fs.Changed(name) {
+				return cfg, false, fmt.Errorf("--%s needs a probe: --health-cmd, --health-http or --health-tcp", name)
+			}
+		}
+	}
+	if fs.Changed("watchdog-signal") && cfg.Watchdog == 0 && cfg.Expect != shim.ExpectNotify {
+		return cfg, false, errors.New("--watchdog-signal needs --watchdog, or --expect notify for WATCHDOG=trigger")
 	}
 	for _, name := range []string{"listen-backlog", "listen-mode"} {
 		if fs.Changed(name) && len(cfg.Listen) == 0 {
@@ -592,6 +620,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
 		RuntimeDirectory: cfg.Control == shim.ControlAuto,
+		Watchdog:         cfg.Watchdog > 0 || cfg.Health.Kind != shim.ProbeNone, Health: cfg.Health.Kind != shim.ProbeNone,
 	}
 	for _, l := range cfg.Listen {
 		if p := shim.ExposedPort(l.Spec); p != "" {

@@ -59,6 +59,23 @@ type Config struct {
 	// flag's default.
 	ListenMode FileMode
 
+	// Watchdog, when not zero, is the interval within which the ready
+	// service must send WATCHDOG=1 (systemd's WatchdogSec=).
+	Watchdog Duration
+	// WatchdogSignal goes to the main process when the watchdog fires;
+	// zero means SIGABRT.
+	WatchdogSignal Signal
+
+	// Health is the one health probe, if any, and the rest Docker's
+	// HEALTHCHECK parameters; main.go sets Docker's defaults.
+	Health              HealthProbe
+	HealthInterval      Duration
+	HealthTimeout       Duration
+	HealthRetries       int
+	HealthStartPeriod   Duration
+	HealthStartInterval Duration
+	HealthAction        HealthAction
+
 	// Control, if set, is the path of the control socket (upshim ctl).
 	Control string
 	// DiscardOutput sends the service's output to /dev/null (upstart's
@@ -133,6 +150,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ReloadSignal == 0 {
 		c.ReloadSignal = Signal(syscall.SIGHUP)
+	}
+	if c.WatchdogSignal == 0 {
+		c.WatchdogSignal = Signal(syscall.SIGABRT)
+	}
+	if err := c.validateHealth(); err != nil {
+		return err
 	}
 	if c.ListenBacklog < 0 {
 		return fmt.Errorf("--listen-backlog %d: want 1 or more", c.ListenBacklog)

@@ -488,6 +488,12 @@ type Status struct {
 	Ready         bool    `json:"ready"`
 	ServiceStatus string  `json:"service_status"`
 	LogFile       string  `json:"log_file"`
+	// Health is starting, healthy or unhealthy with a probe, "" without;
+	// FailingStreak counts the failed probes in a row, and
+	// LastProbeOutput is what the last probe wrote (at most 4 KiB).
+	Health          string `json:"health"`
+	FailingStreak   int    `json:"failing_streak"`
+	LastProbeOutput string `json:"last_probe_output"`
 	// Listen lists the sockets held for the service, [] when none.
 	Listen []ListenStatus `json:"listen"`
 }
@@ -512,6 +518,10 @@ func (st Status) JSON() string {
 	b = appendJSONString(b, st.ServiceStatus)
 	b = append(b, `,"log_file":`...)
 	b = appendJSONString(b, st.LogFile)
+	b = append(b, `,"health":`...)
+	b = appendJSONString(b, st.Health)
+	b = fmt.Appendf(b, `,"failing_streak":%d,"last_probe_output":`, st.FailingStreak)
+	b = appendJSONString(b, st.LastProbeOutput)
 	b = append(b, `,"listen":[`...)
 	for i, l := range st.Listen {
 		if i > 0 {

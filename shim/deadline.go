@@ -3,18 +3,23 @@ package shim
 import "time"
 
 // deadlines is the loop's one timer. The machine arms and disarms its
-// deadlines as effects; each has a slot (the service's, the hook's), and
-// the loop has one of its own for the signals it registers late. One
-// time.Timer is set for the earliest; an idle upshim has none set.
+// deadlines as effects; each has a slot (the service's, the hook's, the
+// watchdog's, the probes'), and the loop has two of its own: for the
+// signals it registers late, and for its pings to an outer watchdog. One
+// time.Timer is set for the earliest; an idle upshim without --watchdog,
+// a probe or an outer watchdog has none set.
 type deadlines struct {
-	at      [3]time.Time // zero: the slot is free
-	purpose [3]deadline  // what the machine armed the slot for
+	at      [machineSlots + 2]time.Time // zero: the slot is free
+	purpose [machineSlots + 2]deadline  // what the machine armed the slot for
 	timer   *time.Timer
 	c       <-chan time.Time
 }
 
-// The slots: the machine's two (deadline.slot), then the loop's own.
-const slotLate = 2
+// The slots: the machine's (deadline.slot), then the loop's own.
+const (
+	slotLate = machineSlots + iota
+	slotPing
+)
 
 // arm sets dl's slot to fire at at, replacing what it held.
 func (d *deadlines) arm(dl deadline, at time.Time) {

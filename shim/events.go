@@ -30,11 +30,14 @@ const (
 	evSpawnFailed                // result of effSpawnMain or effSpawnHook: the error
 	evFound                      // result of effFindMain: the main process
 	evNotFound                   // result of effFindMain: none (yet)
+	evProbeExit                  // the command probe in flight ended
+	evProbeStarted               // result of effProbe: a command probe's pid
+	evProbeResult                // result of effProbe: its output, or a network probe's whole result
 )
 
 var evNames = [...]string{"start", "main-exit", "launcher-exit", "hook-exit", "orphan-exit", "main-vanished", "main-stopped",
 	"reaped", "stop-signal", "reload-signal", "relay-signal", "deadline", "notify", "request",
-	"spawned", "spawn-failed", "found", "not-found"}
+	"spawned", "spawn-failed", "found", "not-found", "probe-exit", "probe-started", "probe-result"}
 
 // event is one thing that happened, as data.
 type event struct {
@@ -53,6 +56,10 @@ type event struct {
 	fg         bool           // evSpawned (main): it was given the terminal's foreground
 	notStarted bool           // (internal) the main process could not be spawned
 	pgid       int            // evFound: the main process's group
+	seq        int            // evProbeStarted, evProbeResult: the probe's number
+	output     string         // evProbeResult: what the probe wrote or saw
+	final      bool           // evProbeResult: the whole result (a network probe, a spawn that failed)...
+	ok         bool           // ...and whether it passed
 }
 
 // effKind is the kind of an effect.
@@ -74,23 +81,25 @@ const (
 	effRotate                    // rotate the log files and answer req
 	effPokeReaper                // run the reaper once more, even without SIGCHLD
 	effWatchMain                 // follow pid, the main process upshim does not parent, by pidfd
+	effProbe                     // run health probe seq; answers evProbeStarted and evProbeResult
 )
 
 var effNames = [...]string{"spawn-main", "spawn-hook", "signal", "arm", "disarm", "announce", "reply",
-	"log", "find-main", "drain-logs", "ready-fd", "terminal", "rotate", "poke-reaper", "watch-main"}
+	"log", "find-main", "drain-logs", "ready-fd", "terminal", "rotate", "poke-reaper", "watch-main", "probe"}
 
 // target names who a signal goes to.
 type target int
 
 const (
-	toMain      target = iota // the main process
-	toMainGroup               // the main process's group, as it is when the signal goes
-	toHookGroup               // the running hook's group
-	toTree                    // every descendant, sparing a running hook unless killHooks
-	toSelf                    // upshim itself (SIGSTOP after the service's Ctrl-Z)
+	toMain       target = iota // the main process
+	toMainGroup                // the main process's group, as it is when the signal goes
+	toHookGroup                // the running hook's group
+	toTree                     // every descendant, sparing a running hook unless killHooks
+	toSelf                     // upshim itself (SIGSTOP after the service's Ctrl-Z)
+	toProbeGroup               // the running command probe's group
 )
 
-var targetNames = [...]string{"main", "main-group", "hook-group", "tree", "self"}
+var targetNames = [...]string{"main", "main-group", "hook-group", "tree", "self", "probe-group"}
 
 // effect is one thing the loop must do, as data.
 type effect struct {
@@ -106,6 +115,7 @@ type effect struct {
 	level int
 	req   *request
 	what  string // effSignal: why, for the loop's messages
+	seq   int    // effProbe: the probe's number
 }
 
 // Message levels: errors always print, --quiet hides info and warnings,

@@ -30,11 +30,13 @@ const (
 	ExpectStop
 	// ExpectNotify: the service sends READY=1 to NOTIFY_SOCKET.
 	ExpectNotify
+	// ExpectHealth: the first health probe that passes.
+	ExpectHealth
 )
 
-var expectNames = [...]string{"none", "fork", "daemon", "stop", "notify"}
+var expectNames = [...]string{"none", "fork", "daemon", "stop", "notify", "health"}
 
-// Set parses none, fork, daemon, stop or notify.
+// Set parses none, fork, daemon, stop, notify or health.
 func (e *Expect) Set(s string) error {
 	for i, name := range expectNames {
 		if s == name {
@@ -42,7 +44,7 @@ func (e *Expect) Set(s string) error {
 			return nil
 		}
 	}
-	return errors.New("want none, fork, daemon, stop or notify")
+	return errors.New("want none, fork, daemon, stop, notify or health")
 }
 
 // String names the mode.
@@ -71,16 +73,19 @@ const pidfileRetry = 20 * time.Millisecond
 // Only upshim's own child may become the main process: it alone can wait
 // for it, and nothing else can have taken its pid while it is unreaped.
 func (s *Supervisor) survivor() (pid int, retry bool, err error) {
-	hook := 0
+	hook, probe := 0, 0
 	if s.m.hook != nil {
 		hook = s.m.hook.pid
+	}
+	if s.m.probe != nil {
+		probe = s.m.probe.pid
 	}
 	if s.cfg.PidFile != "" {
 		pid, err := readPidfile(s.cfg.PidFile)
 		if err != nil {
 			return 0, true, fmt.Errorf("--pidfile %s: %v", s.cfg.PidFile, err)
 		}
-		if pid <= 1 || pid == hook || s.procs.parent(pid) != s.self {
+		if pid <= 1 || pid == hook || pid == probe || s.procs.parent(pid) != s.self {
 			// Perhaps a stale pidfile the daemon has yet to rewrite.
 			return 0, true, fmt.Errorf("--pidfile %s names pid %d, which is not upshim's child: refused", s.cfg.PidFile, pid)
 		}
@@ -88,7 +93,7 @@ func (s *Supervisor) survivor() (pid int, retry bool, err error) {
 	}
 	var kids []int
 	for _, pid := range s.procs.children() {
-		if pid != hook {
+		if pid != hook && pid != probe {
 			kids = append(kids, pid)
 		}
 	}

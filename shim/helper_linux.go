@@ -22,7 +22,7 @@ const SetupArg = "--upshim-internal-setup"
 
 // helperArgv is the argv that starts the helper for path and argv:
 //
-//	upshim SetupArg name=N [umask=M] [nice=N] [oom=N] [limit=R:S:H]... [uid=U gid=G groups=A,B] [dir=D] [listen-pid] -- PATH ARGV...
+//	upshim SetupArg name=N [umask=M] [nice=N] [oom=N] [limit=R:S:H]... [uid=U gid=G groups=A,B] [dir=D] [listen-pid] [watchdog-pid] -- PATH ARGV...
 func (r *resolvedSetup) helperArgv(name, path string, argv []string) []string {
 	a := []string{"upshim", SetupArg, "name=" + name}
 	if r.umask >= 0 {
@@ -53,6 +53,9 @@ func (r *resolvedSetup) helperArgv(name, path string, argv []string) []string {
 	if len(r.listen) > 0 {
 		a = append(a, "listen-pid")
 	}
+	if r.watchdogPID {
+		a = append(a, "watchdog-pid")
+	}
 	return append(append(a, "--", path), argv...)
 }
 
@@ -75,7 +78,7 @@ func RunSetupHelper(args []string) int {
 	var groups []int
 	setGroups := false
 	dir := ""
-	listenPID := false
+	listenPID, watchdogPID := false, false
 	i := 0
 	for ; i < len(args) && args[i] != "--"; i++ {
 		key, value, _ := strings.Cut(args[i], "=")
@@ -122,6 +125,8 @@ func RunSetupHelper(args []string) int {
 			dir = value
 		case "listen-pid":
 			listenPID = true
+		case "watchdog-pid":
+			watchdogPID = true
 		}
 	}
 	if i+2 > len(args) {
@@ -165,6 +170,11 @@ func RunSetupHelper(args []string) int {
 		// close-on-exec); what they are for is this pid, which the exec
 		// keeps: the service's own.
 		os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid()))
+	}
+	if watchdogPID {
+		// The pid that must ping (sd_watchdog_enabled checks it): the
+		// service's own, which the exec keeps.
+		os.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 	}
 	err := syscall.Exec(path, argv, os.Environ())
 	code := fail(path+": cannot execute", err)

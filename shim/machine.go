@@ -108,6 +108,16 @@ type instance struct {
 	terminal bool      // it was given the terminal's foreground
 	timedOut bool      // it did not become ready by --start-timeout
 	since    time.Time // when the launcher exited, for the pidfile wait
+
+	// ending says why upshim is ending this run on its own: "watchdog" or
+	// "unhealthy"; post-stop gets it as SERVICE_RESULT.
+	ending    string
+	wdTimeout time.Duration // the watchdog interval the service set (WATCHDOG_USEC=)...
+	wdSet     bool          // ...if it did
+
+	health     string // "", starting, healthy or unhealthy
+	streak     int    // failed probes in a row
+	periodOver bool   // a probe passed: the start period is over
 }
 
 // hookRun is the one hook running at a time.
@@ -132,23 +142,37 @@ type next struct {
 type deadline int
 
 const (
-	dlNone    deadline = iota
-	dlRespawn          // the respawn delay is over
-	dlStart            // --start-timeout
-	dlPidfile          // read a late pidfile again
-	dlKill             // --kill-timeout: SIGKILL to everything left
-	dlSweep            // SIGKILL again until the last process is reaped
-	dlHook             // --hook-timeout, or the kill timeout of a stopping hook
+	dlNone         deadline = iota
+	dlRespawn               // the respawn delay is over
+	dlStart                 // --start-timeout
+	dlPidfile               // read a late pidfile again
+	dlKill                  // --kill-timeout: SIGKILL to everything left
+	dlSweep                 // SIGKILL again until the last process is reaped
+	dlHook                  // --hook-timeout, or the kill timeout of a stopping hook
+	dlWatchdog              // --watchdog: no WATCHDOG=1 came within the interval
+	dlProbe                 // the next health probe is due
+	dlProbeTimeout          // --health-timeout of the probe in flight
 )
 
-var deadlineNames = [...]string{"none", "respawn", "start", "pidfile", "kill", "sweep", "hook"}
+var deadlineNames = [...]string{"none", "respawn", "start", "pidfile", "kill", "sweep", "hook", "watchdog",
+	"probe", "probe-timeout"}
 
 func (d deadline) String() string { return deadlineNames[d] }
 
+// machineSlots is how many deadline slots the machine uses: the service's,
+// the hook's, the watchdog's, and the probes' (the next probe, or the
+// timeout of the one in flight: never both).
+const machineSlots = 4
+
 // slot is the deadline slot d uses.
 func (d deadline) slot() int {
-	if d == dlHook {
+	switch d {
+	case dlHook:
 		return 1
+	case dlWatchdog:
+		return 2
+	case dlProbe, dlProbeTimeout:
+		return 3
 	}
 	return 0
 }
@@ -187,7 +211,13 @@ type machine struct {
 	window      respawnWindow
 	consecutive int // failures since the last run that outlived the interval
 
-	armed [2]deadline // what each deadline slot is armed for
+	armed [machineSlots]deadline  // what each deadline slot is armed for
+	due   [machineSlots]time.Time // ...and until when
+	now   time.Time               // the time of the event being stepped
+
+	probe     *probeRun // the health probe in flight
+	probeSeq  int       // the number of the last probe started
+	lastProbe string    // the last probe's output, at most maxProbeOutput bytes
 
 	notifyWarned   bool   // a bad NOTIFY_SOCKET message was logged this run
 	readyDone      bool   // --ready-fd has had its newline
@@ -211,8 +241,9 @@ func newMachine(cfg *Config, pid1 bool) *machine {
 // effects. The slice is reused by the next step.
 func (m *machine) step(ev event) []effect {
 	m.eff = m.eff[:0]
+	m.now = ev.at
 	switch ev.kind {
-	case evMainExit, evLauncherExit, evHookExit, evOrphanExit:
+	case evMainExit, evLauncherExit, evHookExit, evOrphanExit, evProbeExit:
 		ev.kind = m.roleOf(ev.pid) // an exit's role is the machine's to say
 	}
 	switch ev.kind {
@@ -263,6 +294,12 @@ func (m *machine) step(ev event) []effect {
 		m.onFound(ev)
 	case evNotFound:
 		m.onNotFound(ev)
+	case evProbeExit:
+		m.onProbeExit(ev)
+	case evProbeStarted:
+		m.onProbeStarted(ev)
+	case evProbeResult:
+		m.onProbeResult(ev)
 	}
 	return m.eff
 }
@@ -272,6 +309,8 @@ func (m *machine) roleOf(pid int) evKind {
 	switch {
 	case m.hook != nil && pid == m.hook.pid:
 		return evHookExit
+	case m.probe != nil && m.probe.pid != 0 && pid == m.probe.pid:
+		return evProbeExit
 	case pid == 0 || pid != m.inst.pid:
 		return evOrphanExit
 	case m.phase == phStarting && m.cfg.Expect.forks():
@@ -295,6 +334,8 @@ func (m *machine) signal(to target, sig syscall.Signal, why string) {
 	switch to {
 	case toHookGroup:
 		pid = m.hook.pid
+	case toProbeGroup:
+		pid = m.probe.pid
 	case toTree:
 		pid = m.hookPgid()
 	case toSelf:
@@ -304,7 +345,7 @@ func (m *machine) signal(to target, sig syscall.Signal, why string) {
 }
 
 func (m *machine) arm(dl deadline, d time.Duration) {
-	m.armed[dl.slot()] = dl
+	m.armed[dl.slot()], m.due[dl.slot()] = dl, m.now.Add(d)
 	m.emit(effect{kind: effArm, dl: dl, d: d})
 }
 
@@ -396,6 +437,9 @@ func (m *machine) onSpawned(ev event) {
 	if m.cfg.StartTimeout > 0 {
 		m.arm(dlStart, time.Duration(m.cfg.StartTimeout))
 	}
+	if m.cfg.Expect == ExpectHealth {
+		m.startProbing() // the first passing probe makes it ready
+	}
 }
 
 func (m *machine) onSpawnFailed(ev event) {
@@ -455,11 +499,26 @@ func (m *machine) becomeReady() {
 // (READY=1 the first time) and --ready-fd.
 func (m *machine) started() {
 	m.announce("READY=1")
-	m.announce("STATUS=running, main process " + itoa(m.inst.pid))
+	m.announce(m.runningStatus())
+	// The watchdog and the probes run from readiness on (under --expect
+	// health the probes already run: they made it ready).
+	m.armWatchdog()
+	if m.cfg.Expect != ExpectHealth {
+		m.startProbing()
+	}
 	if !m.readyDone && m.cfg.ReadyFD >= 0 {
 		m.readyDone = true
 		m.emit(effect{kind: effReadyFD})
 	}
+}
+
+// runningStatus is the STATUS= upward for a ready service.
+func (m *machine) runningStatus() string {
+	s := "STATUS=running, main process " + itoa(m.inst.pid)
+	if m.inst.health == healthHealthy {
+		s += ", healthy"
+	}
+	return s
 }
 
 // onLauncherExit handles the end of a forking service's launcher before
@@ -500,6 +559,12 @@ func (m *machine) onFound(ev event) {
 		if m.phase == phFollowing {
 			m.phase = phRunning
 		}
+		// The successor gets a full watchdog interval, and the probes
+		// that paused while it was looked for go on.
+		if m.watched() {
+			m.armWatchdog()
+		}
+		m.resumeProbes()
 	}
 }
 
@@ -589,6 +654,7 @@ func (m *machine) onMainExit(ev event) {
 			m.emit(effect{kind: effFindMain})
 			return
 		}
+		m.quiesce()
 		if m.phase == phPostStart {
 			m.phase, m.deferred = phPostStartEnded, &exit{pid: ev.pid, status: ev.status}
 			m.logf(levelDebug, "main process (%d) %s; waiting for post-start", ev.pid, describeStatus(ev.status))
@@ -596,6 +662,13 @@ func (m *machine) onMainExit(ev event) {
 		}
 	case phPreStop:
 		return // onHookExit goes on once pre-stop is done
+	case phStopping:
+		if m.then == intentNone && m.inst.ending != "" {
+			// The stop of a hung run is over once its main process is:
+			// its deadline goes, and the respawn policy decides.
+			m.disarm(m.armed[0])
+			m.killed = false
+		}
 	}
 	m.mainGone(ev)
 }
@@ -603,6 +676,7 @@ func (m *machine) onMainExit(ev event) {
 // mainGone goes on from the end of the main process: to post-stop and
 // then the end, if a stop was asked for, or to the respawn decision.
 func (m *machine) mainGone(ev event) {
+	m.quiesce()
 	if m.then != intentNone {
 		m.logf(levelDebug, "main process (%d) %s", ev.pid, describeStatus(ev.status))
 		m.next = next{code: exitCode(ev.status), signalled: m.phase == phStopping}
@@ -636,6 +710,7 @@ func (m *machine) onMainStopped(ev event) {
 // mainEnded decides, for a main process that ended by itself, between
 // respawning and finishing.
 func (m *machine) mainEnded(ev event) {
+	m.quiesce()
 	ws := ev.status
 	code := exitCode(ws)
 	result := serviceResult(ws, false)
@@ -643,6 +718,18 @@ func (m *machine) mainEnded(ev event) {
 		m.inst.timedOut, result = false, "timeout"
 	}
 	normal := m.cfg.NormalExit.Contains(ws) || (m.cfg.Task && ws.Exited() && ws.ExitStatus() == 0)
+	// A run the watchdog or the probes ended is a failure however it
+	// exited, and is restarted whether or not --respawn was given, but
+	// for --health-action exit.
+	ending := m.inst.ending
+	respawn := m.cfg.Respawn
+	if ending != "" {
+		result, normal = ending, false
+		respawn = ending == "watchdog" || m.cfg.HealthAction != ActionExit
+		if code == 0 {
+			code = 1
+		}
+	}
 	if m.cfg.Respawn && m.inst.terminal && ws.Signaled() && (ws.Signal() == syscall.SIGINT || ws.Signal() == syscall.SIGQUIT) {
 		// Ctrl-C or Ctrl-\ went to the service alone, since it has the
 		// terminal; the user meant to stop it, as a shell would take it.
@@ -654,7 +741,10 @@ func (m *machine) mainEnded(ev event) {
 	if ev.notStarted {
 		what = "the main process could not start"
 	}
-	if !m.cfg.Respawn || normal {
+	if ending != "" {
+		what += " (" + ending + ")"
+	}
+	if !respawn || normal {
 		m.logf(levelDebug, "%s", what)
 		m.next = next{code: code}
 		m.runPostStop(result, ws)
@@ -815,6 +905,7 @@ func (m *machine) requestStop(then intent, why string) {
 		}
 		return
 	}
+	m.quiesce()
 	if m.then != intentNone {
 		m.logf(levelDebug, "%s to stop; a stop is under way, waiting for it", why)
 		if m.then != intentExit {
@@ -874,13 +965,22 @@ func (m *machine) beginStop() {
 // for SIGKILL to everything.
 func (m *machine) sendKill() {
 	m.announce("STOPPING=1")
-	kill := syscall.Signal(m.cfg.KillSignal)
+	m.killRun(syscall.Signal(m.cfg.KillSignal), false)
+}
+
+// killRun sends kill per --kill-mode, or to the main process alone, and
+// arms the deadline for SIGKILL to everything.
+func (m *machine) killRun(kill syscall.Signal, mainOnly bool) {
 	m.logf(levelDebug, "stopping main process (%d) with %s", m.inst.pid, SignalName(kill))
 	m.phase = phStopping
-	m.signalStop(kill)
+	send := m.signalStop
+	if mainOnly {
+		send = func(sig syscall.Signal) { m.send(sig, false, "watchdog") }
+	}
+	send(kill)
 	if kill != syscall.SIGKILL && kill != syscall.SIGCONT {
 		// A stopped process would hold the kill signal until continued.
-		m.signalStop(syscall.SIGCONT)
+		send(syscall.SIGCONT)
 	}
 	m.arm(dlKill, time.Duration(m.cfg.KillTimeout))
 	if m.inst.pid == 0 {
@@ -963,6 +1063,11 @@ func (m *machine) onHookExit(ev event) {
 		case m.then != intentNone:
 			m.phase = phRunning
 			m.beginStop()
+		case m.inst.ending != "":
+			// The watchdog or the probes found the run hung while
+			// post-start ran; its stop goes on now.
+			m.phase = phRunning
+			m.killFailed()
 		default:
 			m.phase = phRunning
 			m.started()
@@ -1023,6 +1128,12 @@ func (m *machine) onDeadline(ev event) {
 			m.logf(levelInfo, "%s hook (%d) still running after %s; killing it", h.kind, h.pid, m.cfg.HookTimeout)
 		}
 		m.signal(toHookGroup, syscall.SIGKILL, "hook deadline")
+	case dlWatchdog:
+		m.onWatchdogTimeout()
+	case dlProbe:
+		m.runProbe()
+	case dlProbeTimeout:
+		m.onProbeTimeout()
 	}
 }
 
@@ -1039,7 +1150,13 @@ func (m *machine) onStartTimeout(ev event) {
 		what = "the service to stop itself (SIGSTOP) when ready, but it has not"
 	case m.cfg.Expect == ExpectNotify:
 		what = "READY=1 on NOTIFY_SOCKET, but none came"
+	case m.cfg.Expect == ExpectHealth:
+		what = "a passing health probe, but none passed"
+		if m.lastProbe != "" {
+			what += " (last: " + firstLine(m.lastProbe) + ")"
+		}
 	}
+	m.quiesce()
 	m.logf(levelError, "expected %s after %s; killing it", what, m.cfg.StartTimeout)
 	m.inst.timedOut = true
 	m.signal(toTree, syscall.SIGKILL, "start timeout")
@@ -1145,6 +1262,7 @@ func (m *machine) onNotify(ev event) {
 			}
 		}
 	}
+	m.onWatchdogFields(n)
 	if v, ok := n.fields["STATUS"]; ok {
 		m.status = v
 		m.announce("STATUS=" + v)
@@ -1296,6 +1414,12 @@ func (m *machine) statusNow(now time.Time) Status {
 		Ready: m.phase == phRunning || m.phase == phPostStart, ServiceStatus: m.status, LogFile: m.cfg.Log.File,
 		Listen: m.sockets,
 	}
+	if m.cfg.Health.Kind != ProbeNone {
+		st.Health, st.FailingStreak, st.LastProbeOutput = m.inst.health, m.inst.streak, m.lastProbe
+		if st.Health == "" {
+			st.Health = healthStarting
+		}
+	}
 	if m.inst.pid != 0 {
 		st.UptimeSeconds = now.Sub(m.inst.started).Round(time.Millisecond).Seconds()
 	}
@@ -1314,7 +1438,7 @@ func (m *machine) statusText(now time.Time, asJSON bool) string {
 		return "ok " + st.JSON()
 	}
 	answer := "ok"
-	if !st.Ready {
+	if !st.Ready || st.Health == healthUnhealthy {
 		answer = "no"
 	}
 	text := fmt.Sprintf("%s %s: %s", answer, st.Name, st.State)
@@ -1330,6 +1454,15 @@ func (m *machine) statusText(now time.Time, asJSON bool) string {
 	}
 	if st.ServiceStatus != "" {
 		text += fmt.Sprintf(", status %q", st.ServiceStatus)
+	}
+	if st.Health != "" {
+		text += ", health " + st.Health
+		if st.FailingStreak > 0 {
+			text += fmt.Sprintf(" (%d failing)", st.FailingStreak)
+		}
+		if st.LastProbeOutput != "" {
+			text += fmt.Sprintf(", last probe %q", st.LastProbeOutput)
+		}
 	}
 	if st.LogFile != "" {
 		text += ", log " + st.LogFile

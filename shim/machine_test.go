@@ -15,10 +15,12 @@ var update = flag.Bool("update", false, "rewrite testdata/lifecycle.golden from 
 
 // The grid: every state the service can be in, reached by driving the
 // machine from its start, crossed with every kind of event. Pids are
-// fixed: the main process is 100, a hook 200, anything else 999.
+// fixed: the main process is 100, a hook 200, a command probe 400,
+// anything else 999.
 const (
 	mainPid   = 100
 	hookPid   = 200
+	probePid  = 400
 	otherPid  = 999
 	newPid    = 300
 	startTime = 1_000_000
@@ -32,7 +34,7 @@ func gridConfig() *Config {
 		Name: "svc", Command: []string{"svc"}, ReadyFD: -1,
 		Respawn: true, RespawnLimit: RespawnLimit{Count: 10, Interval: 5 * time.Second},
 		RespawnDelay: Duration(time.Second), KillSignal: Signal(syscall.SIGTERM),
-		KillTimeout: Duration(5 * time.Second), ReloadSignal: Signal(syscall.SIGHUP),
+		KillTimeout: Duration(5 * time.Second), ReloadSignal: Signal(syscall.SIGHUP), WatchdogSignal: Signal(syscall.SIGABRT),
 		HookTimeout: Duration(30 * time.Second), StartTimeout: Duration(90 * time.Second),
 	}
 }
@@ -57,6 +59,27 @@ func ctlReq(verb string, args ...string) event {
 func allHooks(c *Config) {
 	c.Hooks = [4]string{"pre", "post-start", "pre-stop", "post-stop"}
 }
+
+func watchdog(c *Config) { c.Watchdog = Duration(10 * time.Second) }
+
+// probeCmd and probeHTTP set a probe with Docker's defaults but a 3s
+// interval and a 2s timeout.
+func probeCmd(c *Config) {
+	c.Health = HealthProbe{Kind: ProbeCmd, Cmd: "check"}
+	c.HealthInterval, c.HealthTimeout, c.HealthRetries = Duration(3*time.Second), Duration(2*time.Second), 3
+	c.HealthStartInterval = Duration(time.Second)
+}
+
+func probeHTTP(c *Config) {
+	probeCmd(c)
+	c.Health = HealthProbe{Kind: ProbeHTTP, Addr: "127.0.0.1:80", Host: "127.0.0.1", Path: "/"}
+}
+
+// A probe's events carry seq 0 for "the probe in flight" (see build).
+var (
+	evProbeDue    = event{kind: evDeadline, dl: dlProbe}
+	evProbeFailed = event{kind: evProbeResult, final: true, output: "connection refused"}
+)
 
 var (
 	evStarted     = event{kind: evStart}
@@ -105,6 +128,28 @@ var fixtures = []fixture{
 		exitOf(mainPid, killedBy(syscall.SIGTERM)), evNoneLeft}},
 	{name: "done", setup: func(c *Config) { c.Respawn = false },
 		steps: []event{evStarted, evMainSpawned, exitOf(mainPid, exited(0)), evNoneLeft}},
+	{name: "running (watchdog)", setup: watchdog, steps: []event{evStarted, evMainSpawned}},
+	{name: "stopping (watchdog)", setup: watchdog, steps: []event{evStarted, evMainSpawned,
+		{kind: evDeadline, dl: dlWatchdog}}},
+	{name: "starting (notify, watchdog)", setup: func(c *Config) { watchdog(c); c.Expect = ExpectNotify },
+		steps: []event{evStarted, evMainSpawned}},
+	{name: "running (health)", setup: probeCmd, steps: []event{evStarted, evMainSpawned}},
+	{name: "running (command probe)", setup: probeCmd, steps: []event{evStarted, evMainSpawned, evProbeDue,
+		{kind: evProbeStarted, pid: probePid}}},
+	{name: "running (http probe, 2 failed)", setup: probeHTTP, steps: []event{evStarted, evMainSpawned,
+		evProbeDue, evProbeFailed, evProbeDue, evProbeFailed, evProbeDue}},
+	{name: "running (unhealthy, action none)", setup: func(c *Config) { probeHTTP(c); c.HealthAction = ActionNone },
+		steps: []event{evStarted, evMainSpawned, evProbeDue, {kind: evProbeResult, final: true, ok: true, output: "HTTP/1.1 200 OK"},
+			evProbeDue, evProbeFailed, evProbeDue, evProbeFailed, evProbeDue, evProbeFailed}},
+	{name: "stopping (unhealthy)", setup: probeHTTP,
+		steps: []event{evStarted, evMainSpawned, evProbeDue, {kind: evProbeResult, final: true, ok: true, output: "HTTP/1.1 200 OK"},
+			evProbeDue, evProbeFailed, evProbeDue, evProbeFailed, evProbeDue, evProbeFailed}},
+	{name: "starting (health)", setup: func(c *Config) { probeHTTP(c); c.Expect = ExpectHealth },
+		steps: []event{evStarted, evMainSpawned}},
+	{name: "starting (health, probe in flight)", setup: func(c *Config) { probeHTTP(c); c.Expect = ExpectHealth },
+		steps: []event{evStarted, evMainSpawned, evProbeDue}},
+	{name: "post-start (watchdog, health)", setup: func(c *Config) { allHooks(c); watchdog(c); probeHTTP(c) },
+		steps: []event{evStarted, evHookSpawned, exitOf(hookPid, exited(0)), evMainSpawned, evHookSpawned}},
 }
 
 // gridEvents is every kind of event, with the values the walk uses.
@@ -155,11 +200,28 @@ var gridEvents = []struct {
 	{"found 300", event{kind: evFound, pid: newPid, pgid: newPid}},
 	{"not found, retry", event{kind: evNotFound, err: errors.New("--pidfile pf: no such file or directory"), retry: true}},
 	{"not found", event{kind: evNotFound, err: errors.New("the launcher exited 0 and left nothing running")}},
+	{"deadline watchdog", event{kind: evDeadline, dl: dlWatchdog}},
+	{"deadline probe", evProbeDue},
+	{"deadline probe-timeout", event{kind: evDeadline, dl: dlProbeTimeout}},
+	{"notify WATCHDOG=1", notifyEv("WATCHDOG=1")},
+	{"notify WATCHDOG=trigger", notifyEv("WATCHDOG=trigger")},
+	{"notify WATCHDOG_USEC=0", notifyEv("WATCHDOG_USEC=0")},
+	{"notify WATCHDOG_USEC=2s", notifyEv("WATCHDOG_USEC=2000000")},
+	{"notify EXTEND_TIMEOUT..", notifyEv("EXTEND_TIMEOUT_USEC=200000000")},
+	{"notify WATCHDOG=1 (tree)", event{kind: evNotify, note: &notification{pid: otherPid, uid: 0,
+		fields: map[string]string{"WATCHDOG": "1"}, allowed: true}}},
+	{"probe started 400", event{kind: evProbeStarted, pid: probePid}},
+	{"exit probe 0", exitOf(probePid, exited(0))},
+	{"exit probe 1", exitOf(probePid, exited(1))},
+	{"probe output", event{kind: evProbeResult, output: "ok\n"}},
+	{"probe passed", event{kind: evProbeResult, final: true, ok: true, output: "HTTP/1.1 200 OK"}},
+	{"probe failed", evProbeFailed},
+	{"probe result, stale", event{kind: evProbeResult, seq: -1, final: true, output: "late"}},
 }
 
 func notifyEv(field string) event {
 	k, v, _ := strings.Cut(field, "=")
-	n := &notification{pid: mainPid, uid: 0, fields: map[string]string{k: v}, allowed: true}
+	n := &notification{pid: mainPid, uid: 0, fields: map[string]string{k: v}, allowed: true, fromMain: true}
 	if k == "MAINPID" {
 		n.mainPIDOK, n.mainPID, n.mainPGID = true, newPid, newPid
 	}
@@ -178,10 +240,19 @@ func (f fixture) build() *machine {
 		if ev.at.IsZero() {
 			ev.at = at
 		}
-		m.step(ev)
+		m.step(inFlight(m, ev))
 		at = at.Add(time.Second)
 	}
 	return m
+}
+
+// inFlight gives a probe's event with seq 0 the number of the probe in
+// flight.
+func inFlight(m *machine, ev event) event {
+	if (ev.kind == evProbeStarted || ev.kind == evProbeResult) && ev.seq == 0 {
+		ev.seq = m.probeSeq
+	}
+	return ev
 }
 
 // describe is one cell of the grid: the state after the event, then the
@@ -207,6 +278,21 @@ func stateName(m *machine) string {
 	}
 	if n := len(m.waiting); n > 0 {
 		s += fmt.Sprintf(" (%d waiting)", n)
+	}
+	if m.inst.ending != "" {
+		s += " [" + m.inst.ending + "]"
+	}
+	if m.inst.health != "" {
+		s += ", " + m.inst.health
+		if m.inst.streak > 0 {
+			s += fmt.Sprintf(" (%d failing)", m.inst.streak)
+		}
+	}
+	if p := m.probe; p != nil {
+		s += fmt.Sprintf(", probe %d in flight", p.seq)
+		if p.pid != 0 {
+			s += fmt.Sprintf(" (pid %d)", p.pid)
+		}
 	}
 	return s
 }
@@ -238,6 +324,8 @@ func (e effect) String() string {
 		return fmt.Sprintf("terminal to group %d", e.pid)
 	case effWatchMain:
 		return fmt.Sprintf("watch-main %d", e.pid)
+	case effProbe:
+		return fmt.Sprintf("probe %d", e.seq)
 	}
 	return effNames[e.kind]
 }
@@ -248,8 +336,11 @@ func walk() string {
 	b.WriteString("# The lifecycle grid: every state × every event, as shim/machine.go decides it.\n")
 	b.WriteString("# Generated by `go test ./shim -run TestLifecycleGrid -update`; review changes like code.\n")
 	b.WriteString("# Each state is reached from the start by the steps shown; the main process is pid 100,\n")
-	b.WriteString("# a hook 200, another process 999. Below each event: the state after it, then the effects.\n")
-	b.WriteString("# Config: --respawn-limit 10/5 --respawn-delay 1s --kill-timeout 5s, plus what the state says.\n")
+	b.WriteString("# a hook 200, a command probe 400, another process 999; a probe's result is the probe in flight's\n")
+	b.WriteString("# but for the stale one. Below each event: the state after it (phase, a stop's intent, [why upshim\n")
+	b.WriteString("# ends the run], health and failing streak, the probe in flight), then the effects.\n")
+	b.WriteString("# Config: --respawn-limit 10/5 --respawn-delay 1s --kill-timeout 5s, plus what the state says;\n")
+	b.WriteString("# --watchdog 10s; a probe with --health-interval 3s --health-timeout 2s --health-start-interval 1s.\n")
 	for _, f := range fixtures {
 		fmt.Fprintf(&b, "\n## %s\n", f.name)
 		m := f.build()
@@ -262,7 +353,7 @@ func walk() string {
 				ev.req = &r
 			}
 			ev.at = t0.Add(time.Duration(len(f.steps)+1) * time.Second)
-			fmt.Fprintf(&b, "  %-24s → %s\n", ge.name, describe(m, m.step(ev)))
+			fmt.Fprintf(&b, "  %-24s → %s\n", ge.name, describe(m, m.step(inFlight(m, ev))))
 		}
 	}
 	return b.String()

@@ -65,6 +65,7 @@ type notification struct {
 	mainPIDWhy   string // why a MAINPID was refused, when known
 	mainPID      int
 	mainPGID     int
+	fromMain     bool // sent by the main process's tree (checked for watchdog messages only)
 }
 
 // notifySocket is the private NOTIFY_SOCKET upshim gives a service under
@@ -183,12 +184,18 @@ func (n *notifySocket) close() {
 // (see mainfd_linux.go) if the machine adopts it.
 func (s *Supervisor) vet(n notification) *notification {
 	n.allowed = n.uid == 0 || n.uid == os.Getuid() || (s.setup.cred != nil && n.uid == int(s.setup.cred.Uid))
+	for _, k := range []string{"WATCHDOG", "WATCHDOG_USEC", "EXTEND_TIMEOUT_USEC"} {
+		if _, ok := n.fields[k]; ok && n.allowed {
+			n.fromMain = s.fromMainTree(n.pid)
+			break
+		}
+	}
 	v, ok := n.fields["MAINPID"]
 	if !ok || !n.allowed {
 		return &n
 	}
 	pid, err := strconv.Atoi(v)
-	if err != nil || pid <= 1 || (s.m.hook != nil && pid == s.m.hook.pid) {
+	if err != nil || pid <= 1 || (s.m.hook != nil && pid == s.m.hook.pid) || (s.m.probe != nil && pid == s.m.probe.pid) {
 		return &n
 	}
 	if s.procs.parent(pid) == s.self {

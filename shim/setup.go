@@ -144,6 +144,8 @@ type resolvedSetup struct {
 	nice   *int
 	oom    *int
 	limit  Limits
+	// watchdogPID: the helper sets WATCHDOG_PID to the service's own pid.
+	watchdogPID bool
 }
 
 // resolve reads the env files, looks the user and group up and checks the
@@ -301,12 +303,12 @@ func memberOf(user string, primary uint32) []uint32 {
 
 // needsHelper reports whether the service needs settings that the kernel
 // only lets a process set on itself before exec (umask, nice, OOM score,
-// limits), or LISTEN_PID, which only the service's own pid can be and
+// limits), or LISTEN_PID and WATCHDOG_PID, which only the service's own pid can be and
 // ForkExec fixes the environment before the fork: then the child is
 // upshim again, which applies them and execs the service. Credentials,
 // directory and the rest of the environment ForkExec sets itself.
 func (r *resolvedSetup) needsHelper() bool {
-	return r.umask >= 0 || r.nice != nil || r.oom != nil || len(r.limit) > 0 || len(r.listen) > 0
+	return r.umask >= 0 || r.nice != nil || r.oom != nil || len(r.limit) > 0 || len(r.listen) > 0 || r.watchdogPID
 }
 
 // withSockets is the setup of the main process when upshim holds sockets:

@@ -67,6 +67,10 @@ type Supervisor struct {
 	vetted    *os.File      // pidfd of the MAINPID vet just checked, until adopted
 	vettedPid int
 
+	probes    chan probeResult // the probes' results, with a health probe
+	devnull   *os.File         // a command probe's stdin
+	pingEvery time.Duration    // half the outer watchdog's interval, 0 without one
+
 	requests chan *request
 	chld     chan os.Signal
 	sigs     chan os.Signal
@@ -184,19 +188,39 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 		s.logf(levelInfo, "job stanzas left to the init, ignored: %s", strings.Join(s.cfg.IgnoredStanzas, ", "))
 	}
 	s.up = newUpward(os.Getenv("NOTIFY_SOCKET"))
-	if s.cfg.Expect == ExpectNotify {
+	if s.up != nil {
+		s.pingEvery = upwardWatchdog() / 2
+	}
+	if s.cfg.Expect == ExpectNotify || s.cfg.Watchdog > 0 {
 		uid := -1
 		if setup.cred != nil {
 			uid = int(setup.cred.Uid)
 		}
 		s.notes = make(chan notification, 16)
 		if s.notify, err = listenNotify(uid, s.notes); err != nil {
-			return cleanup, fmt.Errorf("--expect notify: cannot create NOTIFY_SOCKET: %v", err)
+			flag := "--expect notify"
+			if s.cfg.Watchdog > 0 {
+				flag = "--watchdog"
+			}
+			return cleanup, fmt.Errorf("%s: cannot create NOTIFY_SOCKET: %v", flag, err)
 		}
 		undo = append(undo, s.notify.close)
 		setup.env = mergeEnv(setup.env, "NOTIFY_SOCKET="+s.notify.path)
 	}
+	if s.cfg.Health.Kind != ProbeNone {
+		// Each probe's goroutine sends once; one at a time runs.
+		s.probes = make(chan probeResult, 4)
+	}
+	if s.cfg.Health.Kind == ProbeCmd {
+		if s.devnull, err = os.Open(os.DevNull); err != nil {
+			return cleanup, err
+		}
+		undo = append(undo, func() { s.devnull.Close() })
+	}
 	s.main = setup.withSockets(s.held)
+	if s.cfg.Watchdog > 0 {
+		s.main = s.main.withWatchdog(time.Duration(s.cfg.Watchdog))
+	}
 	s.termFG = terminalForeground()
 	if s.path, err = lookPath(s.cfg.Command[0], s.setup.env); err != nil {
 		return cleanup, execError{fmt.Errorf("%s: %w", s.cfg.Command[0], err)}
@@ -305,6 +329,9 @@ func (s *Supervisor) loop() {
 	// signal the service gets before it has set up its handlers would
 	// only kill it.
 	s.clock.set(slotLate, time.Now().Add(lateSignalsAfter))
+	if s.pingEvery > 0 {
+		s.clock.set(slotPing, time.Now().Add(s.pingEvery))
+	}
 	for s.m.phase != phDone {
 		select {
 		case <-s.chld:
@@ -321,6 +348,8 @@ func (s *Supervisor) loop() {
 			}
 		case f := <-s.mainGoneC:
 			s.onMainFD(f)
+		case p := <-s.probes:
+			s.dispatch(event{kind: evProbeResult, at: time.Now(), seq: p.seq, output: p.output, final: p.final, ok: p.ok})
 		case r := <-s.requests:
 			s.dispatch(event{kind: evRequest, at: time.Now(), req: r})
 		}
@@ -360,10 +389,19 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 // onClock handles the one timer: every deadline that has passed.
 func (s *Supervisor) onClock(now time.Time) {
 	for _, slot := range s.clock.due(now) {
-		if slot == slotLate {
+		switch slot {
+		case slotLate:
 			signal.Notify(s.sigs, s.late...)
 			dropStartupPages()
 			s.logf(levelDebug, "relaying every signal")
+			continue
+		case slotPing:
+			// The outer watchdog hears from the loop itself: a loop that
+			// hangs stops pinging.
+			if err := s.up.send("WATCHDOG=1"); err != nil {
+				s.logf(levelDebug, "NOTIFY_SOCKET: %v", err)
+			}
+			s.clock.set(slotPing, now.Add(s.pingEvery))
 			continue
 		}
 		s.dispatch(event{kind: evDeadline, at: now, dl: s.clock.purpose[slot]})
@@ -440,6 +478,8 @@ func (s *Supervisor) do(e effect, now time.Time) {
 		}
 	case effRotate:
 		s.rotate(e.req)
+	case effProbe:
+		s.runProbe(e.seq, now)
 	case effPokeReaper:
 		select {
 		case s.chld <- unix.SIGCHLD:
@@ -511,7 +551,7 @@ func (s *Supervisor) signal(e effect) {
 		if g, err := s.procs.group(e.pid); err == nil && g != s.pgrp && g > 1 && s.mainAlive() {
 			target = -g
 		}
-	case toHookGroup:
+	case toHookGroup, toProbeGroup:
 		if e.pid != s.pgrp {
 			target = -e.pid
 		}

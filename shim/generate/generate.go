@@ -29,6 +29,9 @@ type Invocation struct {
 	// Expose lists the ports of the --listen sockets (8080, 53/udp), which
 	// a Dockerfile declares.
 	Expose []string
+	// Watchdog says the invocation watches its service for hangs
+	// (--watchdog, a health probe); Health, that it probes it.
+	Watchdog, Health bool
 	// Version is upshim's, for the header.
 	Version string
 	// RuntimeDirectory: upshim puts its control socket in the runtime
@@ -83,6 +86,11 @@ func Systemd(inv Invocation) string {
 	if start > 0 {
 		fmt.Fprintf(&b, "TimeoutStartSec=%d\n", seconds(start, 5))
 	}
+	if inv.Watchdog {
+		// Who watches the watcher: upshim's loop pings every half
+		// interval, so a hung upshim is restarted too.
+		fmt.Fprintf(&b, "WatchdogSec=%d\n", int(upshimWatchdog/time.Second))
+	}
 	b.WriteString("Restart=on-failure\n")
 	if inv.RuntimeDirectory {
 		// /run/upshim, as upshim run by hand as root uses, so that
@@ -93,6 +101,12 @@ func Systemd(inv Invocation) string {
 	b.WriteString("\n[Install]\nWantedBy=multi-user.target\n")
 	return b.String()
 }
+
+// upshimWatchdog is the WatchdogSec= of a unit whose upshim watches its
+// service. upshim's loop answers in milliseconds; the margin is for a
+// loaded machine and for the log files' drain before post-stop, which
+// waits for the disk.
+const upshimWatchdog = 30 * time.Second
 
 // needsNetwork reports whether an upstart start on condition waited for
 // the network, which systemd orders with network-online.target.
@@ -267,6 +281,11 @@ func Dockerfile(inv Invocation) string {
 	if len(inv.Expose) > 0 {
 		// upshim holds these across respawns (--listen).
 		fmt.Fprintf(&b, "EXPOSE %s\n", strings.Join(inv.Expose, " "))
+	}
+	if inv.Health {
+		// A HEALTHCHECK would probe the service a second time, and Docker
+		// would only mark it unhealthy; upshim restarts it.
+		b.WriteString("# upshim probes the service itself (--health-*): no HEALTHCHECK, which would probe it twice\n")
 	}
 	parts := []string{jsonString("/usr/bin/upshim")}
 	for _, a := range inv.Args {
