@@ -87,9 +87,12 @@ func startDaemon(t *testing.T, args ...string) *running {
 	return r
 }
 
-// mainPid is the pid upshim says it made the main process.
+// mainPid is the pid upshim says it made the main process. upshim says so
+// before it writes --ready-fd, but its stderr reaches the test through a
+// copy of its own, which may come later: it is waited for.
 func mainPid(t *testing.T, r *running) int {
 	t.Helper()
+	waitStderr(t, r, "main process is ")
 	s := r.stderr.String()
 	i := strings.LastIndex(s, "main process is ")
 	if i < 0 {

@@ -372,13 +372,13 @@ func TestServiceJoiningUpshimGroupSparesIt(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGTERM)
 	for l := r.line(); !strings.HasPrefix(l, "exited "); l = r.line() {
 	}
+	r.wait() // and with it, the whole of upshim's stderr
 	if _, err := os.Stat(got); err == nil {
 		t.Fatalf("upshim's parent got TERM; stderr:\n%s", r.stderr)
 	}
 	if s := r.stderr.String(); strings.Contains(s, "killing everything") || !strings.Contains(s, "stop TERM to ") {
 		t.Fatalf("stderr:\n%s", s)
 	}
-	r.wait()
 	r.assertNothingLeft()
 }
 

@@ -42,9 +42,7 @@ func TestJobNaiveHTTPServer(t *testing.T) {
 	if body := get(t, port); !strings.HasPrefix(body, "hello from naivehttpserver") {
 		t.Fatalf("answered %q", body)
 	}
-	if !strings.Contains(r.stderr.String(), "job stanzas left to the init, ignored: start on, stop on") {
-		t.Fatalf("stderr:\n%s", r.stderr)
-	}
+	waitStderr(t, r, "job stanzas left to the init, ignored: start on, stop on")
 	// respawn: the job says so
 	http.Get(fmt.Sprintf("http://127.0.0.1:%d/crash", port))
 	waitStderr(t, r, "respawning (1/10 within 5s)")

@@ -337,7 +337,8 @@ func linegenMain() {
 }
 
 // The version goreleaser stamps (-X main.version/commit/date) is what
-// --version prints; an unstamped build says dev.
+// --version prints; an unstamped build says dev. Not parallel: it changes
+// the package's version variables.
 func TestVersionString(t *testing.T) {
 	defer func(v, c, d string) { version, commit, date = v, c, d }(version, commit, date)
 	version, commit, date = "dev", "", ""
