@@ -85,8 +85,10 @@ func notifyAttacker(dir, target string) {
 			os.Symlink(target, link)
 			dst := filepath.Join(dir, name, "notify")
 			// EACCES until the directory is the attacker's; ENOENT once
-			// upshim has removed it.
-			for range 200000 {
+			// upshim has removed it. Bounded in time, not in tries: a
+			// number of tries is over sooner than upshim, under strace
+			// and on a loaded machine, gets to the chown.
+			for end := time.Now().Add(helperWait); time.Now().Before(end); {
 				err := unix.Rename(link, dst)
 				if err == nil {
 					fmt.Println("renamed")
