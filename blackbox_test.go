@@ -17,9 +17,37 @@ import (
 	"github.com/upshim/upshim/shim"
 )
 
-// deadline bounds every wait in these tests; nothing here should take
-// more than a few seconds on a loaded machine.
-const deadline = 20 * time.Second
+// Every wait in these tests is for an event (a line, a file, a state in
+// /proc), bounded by waitLimit. An event that takes milliseconds alone can
+// take seconds on a machine whose cores are all busy, so the bound is not a
+// guess at how slow the machine is: it is what the run allows.
+
+// noDeadlineWait bounds a wait when the test binary runs without a
+// deadline (go test -timeout 0).
+const noDeadlineWait = 5 * time.Minute
+
+// cleanupWait bounds how long a cleanup waits for upshim to stop before
+// killing it: the test is over, and its result no longer depends on it.
+const cleanupWait = 20 * time.Second
+
+// waitLimit is how long a wait that starts now may last: until shortly
+// before the test binary's deadline (go test -timeout, 10m by default), so
+// that a slow or loaded machine gets all the time the run allows, and a
+// wait that fails is still reported by its test, with what it waited for,
+// rather than by the timeout's panic. A tenth of the time left, at least
+// 5s, is kept for that report and the cleanups.
+func waitLimit(t testing.TB) time.Duration {
+	dt, ok := t.(interface{ Deadline() (time.Time, bool) })
+	if !ok {
+		return noDeadlineWait
+	}
+	end, ok := dt.Deadline()
+	if !ok {
+		return noDeadlineWait
+	}
+	left := time.Until(end)
+	return max(left-max(left/10, 5*time.Second), time.Second)
+}
 
 // running is an upshim started by a test, with its stdout read line by
 // line and its stderr kept.
@@ -61,6 +89,7 @@ func startShim(t *testing.T, args ...string) *running {
 
 func startShimCmd(t *testing.T, cmd *exec.Cmd) *running {
 	t.Helper()
+	upshimBinary(t) // cmd may run upshim by name, from PATH
 	r := &running{
 		t:      t,
 		cmd:    cmd,
@@ -73,33 +102,49 @@ func startShimCmd(t *testing.T, cmd *exec.Cmd) *running {
 		cmd.Env = os.Environ()
 	}
 	cmd.Env = append(cmd.Env, "UPSHIM_TEST_MARK="+r.mark)
-	// A leftover holding upshim's stdout must not hang the test.
-	cmd.WaitDelay = deadline
-	stdout, err := cmd.StdoutPipe()
+	// A leftover holding upshim's stderr must not hang the test.
+	cmd.WaitDelay = cleanupWait
+	// upshim's stdout is a pipe of the test's own, not cmd.StdoutPipe:
+	// Wait closes that one as soon as upshim has exited, and with it
+	// whatever a service that ended at once printed before the test read
+	// it.
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stdout = w
 	if cmd.Stderr == nil {
 		cmd.Stderr = r.stderr
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		stdout.Close()
 		t.Fatal(err)
 	}
+	read := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			r.lines <- sc.Text()
 		}
 		close(r.lines)
+		close(read)
 	}()
 	go func() {
-		err := cmd.Wait()
+		cmd.Wait()
 		r.code = cmd.ProcessState.ExitCode()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			r.code = 128 + int(ws.Signal())
 		}
-		_ = err
 		close(r.done)
+		// Once upshim has exited, nothing of its run should hold its
+		// stdout; a leftover that does must not hang the test either.
+		select {
+		case <-read:
+		case <-time.After(cleanupWait):
+		}
+		stdout.Close()
 	}()
 	t.Cleanup(func() {
 		// A test that failed half-way leaves upshim running: stop it as a
@@ -111,7 +156,7 @@ func startShimCmd(t *testing.T, cmd *exec.Cmd) *running {
 			cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case <-r.done:
-			case <-time.After(deadline):
+			case <-time.After(cleanupWait):
 				cmd.Process.Kill()
 				<-r.done
 			}
@@ -133,14 +178,15 @@ func startRelaying(t *testing.T, args ...string) *running {
 // line returns the next line the service printed.
 func (r *running) line() string {
 	r.t.Helper()
+	limit := waitLimit(r.t)
 	select {
 	case l, ok := <-r.lines:
 		if !ok {
 			r.t.Fatalf("service output ended; upshim stderr:\n%s", r.stderr)
 		}
 		return l
-	case <-time.After(deadline):
-		r.t.Fatalf("no line from the service after %s; upshim stderr:\n%s", deadline, r.stderr)
+	case <-time.After(limit):
+		r.t.Fatalf("no line from the service after %s; upshim stderr:\n%s", limit.Round(time.Second), r.stderr)
 	}
 	return ""
 }
@@ -166,11 +212,12 @@ func (r *running) signal(sig syscall.Signal) {
 // wait waits for upshim to exit and returns its status.
 func (r *running) wait() int {
 	r.t.Helper()
+	limit := waitLimit(r.t)
 	select {
 	case <-r.done:
 		return r.code
-	case <-time.After(deadline):
-		r.t.Fatalf("upshim still running after %s; stderr:\n%s", deadline, r.stderr)
+	case <-time.After(limit):
+		r.t.Fatalf("upshim still running after %s; stderr:\n%s", limit.Round(time.Second), r.stderr)
 	}
 	return -1
 }
@@ -225,6 +272,7 @@ var relayed = []syscall.Signal{
 func signalName(sig syscall.Signal) string { return shim.SignalName(sig) }
 
 func TestRelayEverySignal(t *testing.T) {
+	t.Parallel()
 	r := startRelaying(t, "--", "sigrecord")
 	r.line() // ready
 	for _, sig := range relayed {
@@ -248,6 +296,7 @@ func TestRelayEverySignal(t *testing.T) {
 }
 
 func TestRelayRewriteAndDrop(t *testing.T) {
+	t.Parallel()
 	r := startRelaying(t, "--rewrite", "USR1:USR2", "--rewrite", "SIGWINCH:0", "--rewrite", "QUIT:RTMIN+2", "--", "sigrecord")
 	r.line()
 	r.signal(syscall.SIGUSR1)
@@ -265,6 +314,7 @@ func TestRelayRewriteAndDrop(t *testing.T) {
 }
 
 func TestReloadOnHUP(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--", "sigrecord")
 	r.line()
 	r.signal(syscall.SIGHUP)
@@ -285,6 +335,7 @@ func TestReloadOnHUP(t *testing.T) {
 // The service is a shell that ignores USR1 and runs sigrecord in its
 // process group: only --signal-group reaches the grandchild.
 func TestSignalGroup(t *testing.T) {
+	t.Parallel()
 	script := `trap "" USR1; sigrecord & wait`
 	r := startRelaying(t, "--signal-group", "--", "sh", "-c", script)
 	r.line()
@@ -309,6 +360,7 @@ func TestSignalGroup(t *testing.T) {
 
 // A service that ignores TERM is killed at the timeout, not before.
 func TestStopKillsAfterTimeout(t *testing.T) {
+	t.Parallel()
 	const timeout = 700 * time.Millisecond
 	r := startShim(t, "--kill-timeout", timeout.String(), "--", "sh", "-c",
 		`trap "" TERM; sleep 300 & echo ready; wait`)
@@ -331,10 +383,12 @@ func TestStopKillsAfterTimeout(t *testing.T) {
 // Whatever the kill mode, nothing of the service survives a stop:
 // children, grandchildren that called setsid, double-forked daemons.
 func TestStopLeavesNothing(t *testing.T) {
+	t.Parallel()
 	tree := `sleep 300 & setsid sleep 301 & (setsid sh -c 'sleep 302 & sleep 303' &) ; ` +
 		`sh -c 'trap "" TERM; sleep 304' & echo ready; wait`
 	for _, mode := range []string{"group", "process", "all"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			r := startShim(t, "--kill-mode", mode, "--kill-timeout", "500ms", "--", "sh", "-c", tree)
 			r.expect("ready")
 			r.signal(syscall.SIGTERM)
@@ -346,20 +400,53 @@ func TestStopLeavesNothing(t *testing.T) {
 
 // With --kill-mode process only the main process gets the kill signal;
 // with group, its group; with all, every descendant. A child in its own
-// session that handles TERM shows who got it.
+// session that reports the signals it gets shows who got it.
+//
+// The kill timeout is long, so that no SIGKILL comes before the signals
+// are handled, however loaded the machine. Where the child must not get
+// the kill signal, a SIGWINCH sent to it after the main process handled
+// its TERM is the probe: had the stop sent it TERM, which was sent before,
+// it would report TERM first (pending signals are taken lowest first, and
+// TERM is 15, WINCH 28). A second TERM then ends the stop at once.
 func TestKillModeTargets(t *testing.T) {
+	t.Parallel()
 	script := `setsid sigrecord & trap 'echo main-got-TERM; exit 0' TERM; echo ready; while :; do sleep 0.05; done`
 	cases := map[string]bool{"group": false, "process": false, "all": true}
 	for mode, sessionGetsTerm := range cases {
 		t.Run(mode, func(t *testing.T) {
-			r := startShim(t, "--kill-mode", mode, "--kill-timeout", "300ms", "--", "sh", "-c", script)
-			r.expect("ready")
-			for l := r.line(); !strings.HasPrefix(l, "ready "); l = r.line() {
+			t.Parallel()
+			r := startShim(t, "--kill-mode", mode, "--kill-timeout", "60s", "--", "sh", "-c", script)
+			// The shell and sigrecord start at once: either may be first.
+			child := 0
+			for mainReady := false; !mainReady || child == 0; {
+				switch f := strings.Fields(r.line()); {
+				case len(f) == 1 && f[0] == "ready":
+					mainReady = true
+				case len(f) == 2 && f[0] == "ready":
+					child, _ = strconv.Atoi(f[1])
+				}
 			}
 			r.signal(syscall.SIGTERM)
 			var got []string
-			for l := range r.lines {
-				got = append(got, l)
+			if sessionGetsTerm {
+				// Both end on TERM, and with them upshim's stop.
+				for l := range r.lines {
+					got = append(got, l)
+				}
+			} else {
+				for !slices.Contains(got, "main-got-TERM") {
+					got = append(got, r.line())
+				}
+				if err := syscall.Kill(child, syscall.SIGWINCH); err != nil {
+					t.Fatalf("the setsid child %d: %v", child, err)
+				}
+				for !slices.Contains(got, "WINCH") {
+					got = append(got, r.line())
+				}
+				r.signal(syscall.SIGTERM)
+				for l := range r.lines {
+					got = append(got, l)
+				}
 			}
 			r.wait()
 			joined := strings.Join(got, ",")
@@ -369,6 +456,9 @@ func TestKillModeTargets(t *testing.T) {
 			if !strings.Contains(joined, "main-got-TERM") {
 				t.Fatalf("--kill-mode %s: main process did not get TERM: %q", mode, joined)
 			}
+			if strings.Contains(r.stderr.String(), "still running after") {
+				t.Fatalf("--kill-mode %s: the stop waited for the kill timeout; stderr:\n%s", mode, r.stderr)
+			}
 			r.assertNothingLeft()
 		})
 	}
@@ -377,6 +467,7 @@ func TestKillModeTargets(t *testing.T) {
 // When the service ends by itself, what it left behind gets the kill
 // signal and goes with upshim.
 func TestServiceEndLeavesNothing(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--", "sh", "-c", `setsid sleep 300 & sleep 301 & echo ready; exit 7`)
 	r.expect("ready")
 	if code := r.wait(); code != 7 {
@@ -391,6 +482,7 @@ func TestServiceEndLeavesNothing(t *testing.T) {
 // Hundreds of orphans exit at once; none stays a zombie and upshim keeps
 // answering.
 func TestOrphansReaped(t *testing.T) {
+	t.Parallel()
 	r := startRelaying(t, "--", "sh", "-c",
 		`i=0; while [ $i -lt 300 ]; do (sh -c 'exit 0' &); i=$((i+1)); done; echo ready; exec sigrecord`)
 	r.expect("ready")
@@ -419,6 +511,7 @@ func zombiesOf(pid int) int {
 
 // A stop during the respawn delay cancels the respawn.
 func TestStopDuringRespawnDelay(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--respawn", "--respawn-delay", "30s", "--", "sh", "-c", `echo ran; exit 3`)
 	r.expect("ran")
 	waitStderr(t, r, "respawning in 30s")
@@ -443,18 +536,19 @@ func waitStderr(t *testing.T, r *running, s string) {
 }
 
 // eventually polls cond until it holds, and fails the test with cond's
-// message if it does not within the deadline. It is for states that no
+// message if it does not within waitLimit. It is for states that no
 // file, pipe or socket announces (a zombie gone, a process stopped).
 func eventually(t testing.TB, cond func() (ok bool, why string)) {
 	t.Helper()
-	end := time.Now().Add(deadline)
+	limit := waitLimit(t)
+	end := time.Now().Add(limit)
 	for {
 		ok, why := cond()
 		if ok {
 			return
 		}
 		if time.Now().After(end) {
-			t.Fatalf("after %s: %s", deadline, why)
+			t.Fatalf("after %s: %s", limit.Round(time.Second), why)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -471,15 +565,21 @@ func procState(pid string) byte {
 
 // The respawn delay is respected: runs are spaced at least by the delay,
 // which doubles up to the maximum. Only lower bounds are checked; how fast
-// upshim respawns is a benchmark's business.
+// upshim respawns is a benchmark's business. Each run says when it began:
+// when the test reads it depends on how soon the test runs.
 func TestRespawnDelaySpacing(t *testing.T) {
+	t.Parallel()
 	runs := t.TempDir() + "/runs"
 	r := startShim(t, "--respawn-limit", "10/60", "--respawn-delay", "100ms", "--respawn-delay-max", "400ms",
-		"--normal-exit", "0", "--", "sh", "-c", `echo run >> `+runs+`; echo run; [ $(wc -l < `+runs+`) -ge 5 ] && exit 0; exit 1`)
+		"--normal-exit", "0", "--", "sh", "-c", `echo "run $(date +%s%N)"; echo run >> `+runs+`; [ $(wc -l < `+runs+`) -ge 5 ] && exit 0; exit 1`)
 	var at []time.Time
 	for range 5 {
-		r.expect("run")
-		at = append(at, time.Now())
+		f := strings.Fields(r.line())
+		ns, err := strconv.ParseInt(f[len(f)-1], 10, 64)
+		if len(f) != 2 || f[0] != "run" || err != nil {
+			t.Fatalf("the service said %q", f)
+		}
+		at = append(at, time.Unix(0, ns))
 	}
 	if code := r.wait(); code != 0 {
 		t.Fatalf("exit status %d", code)
@@ -487,13 +587,14 @@ func TestRespawnDelaySpacing(t *testing.T) {
 	want := []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond}
 	for i, min := range want {
 		if gap := at[i+1].Sub(at[i]); gap < min {
-			t.Errorf("run %d came %s after run %d, before the %s delay", i+2, gap, i+1, min)
+			t.Errorf("run %d began %s after run %d, before the %s delay", i+2, gap, i+1, min)
 		}
 	}
 }
 
 // A second TERM during a stop kills at once rather than at the timeout.
 func TestSecondStopKillsNow(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "-v", "--kill-timeout", "60s", "--", "sh", "-c", `trap "" TERM INT; echo ready; while :; do sleep 0.05; done`)
 	r.expect("ready")
 	r.signal(syscall.SIGTERM)
@@ -510,6 +611,7 @@ func TestSecondStopKillsNow(t *testing.T) {
 
 // SIGINT stops like SIGTERM.
 func TestStopOnINT(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--", "sigrecord")
 	r.line()
 	r.signal(syscall.SIGINT)
@@ -522,6 +624,7 @@ func TestStopOnINT(t *testing.T) {
 // The service starts with the signal mask upshim inherited, and with
 // SIGINT and SIGHUP still ignored when upshim inherited them ignored.
 func TestSignalMaskInherited(t *testing.T) {
+	t.Parallel()
 	cmd := exec.Command("sh", "-c", `trap "" INT HUP; exec withmask "$0" -- grep -E "^Sig(Blk|Ign)" /proc/self/status`,
 		upshimBinary(t))
 	r := startShimCmd(t, cmd)
@@ -578,7 +681,8 @@ func startAsPID1(t *testing.T, args ...string) (*running, int) {
 }
 
 // As PID 1 of a namespace upshim reaps every orphan and stops on TERM and
-// INT, which a PID 1 gets only for the signals it handles.
+// INT, which a PID 1 gets only for the signals it handles. Not parallel,
+// as no test that makes upshim PID 1 is.
 func TestPID1(t *testing.T) {
 	script := `i=0; while [ $i -lt 200 ]; do (sh -c 'exit 0' &); i=$((i+1)); done
 setsid sleep 300 &
@@ -589,13 +693,22 @@ echo "nozombies pid=$$ parent=$PPID"
 exec sigrecord`
 	for _, stop := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(signalName(stop), func(t *testing.T) {
-			r, pid := startAsPID1(t, "--kill-timeout", "300ms", "--", "sh", "-c", script)
-			if got := r.line(); !strings.HasPrefix(got, "nozombies") || !strings.HasSuffix(got, "parent=1") {
+			// A long kill timeout: sigrecord must end of the TERM, not of
+			// a SIGKILL that a loaded machine let come first.
+			r, pid := startAsPID1(t, "-v", "--kill-timeout", "60s", "--", "sh", "-c", script)
+			got := r.line()
+			if !strings.HasPrefix(got, "nozombies") || !strings.HasSuffix(got, "parent=1") {
 				t.Fatalf("service says %q", got)
 			}
-			r.line() // sigrecord is ready
+			main := strings.TrimPrefix(strings.Fields(got)[1], "pid=") // as the namespace sees it
+			r.line()                                                   // sigrecord is ready
 			syscall.Kill(pid, stop)
 			r.expect("TERM")
+			// The setsid sleep is in no group the stop signals: once the
+			// main process has exited, a second stop kills it at once
+			// rather than at the kill timeout.
+			waitStderr(t, r, "main process ("+main+") exited with status 0")
+			syscall.Kill(pid, stop)
 			if code := r.wait(); code != 0 {
 				t.Fatalf("exit status %d, want the service's 0; stderr:\n%s", code, r.stderr)
 			}
@@ -607,6 +720,7 @@ exec sigrecord`
 // A stop during the respawn delay also stops what the ended run left
 // behind, which no stop signal has reached yet.
 func TestStopDuringDelayStopsLeftovers(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--respawn", "--respawn-delay", "30s", "--kill-timeout", "20s", "--", "sh", "-c",
 		`setsid sleep 300 & echo ran; exit 3`)
 	r.expect("ran")

@@ -56,6 +56,7 @@ func statusJSON(t *testing.T, sock string) map[string]any {
 }
 
 func TestControlVerbs(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r, sock := startControlled(t, "-v", "--log-file", dir+"/app.log", "--pre-stop", "echo pre-stop", "--", "sigrecord")
 	if st, err := os.Stat(sock); err != nil || st.Mode().Perm() != 0o600 {
@@ -141,6 +142,7 @@ func TestControlVerbs(t *testing.T) {
 
 // Only root and upshim's own user may use the socket.
 func TestControlPermissions(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "needs root to try the socket as another user")
 	}
@@ -174,6 +176,7 @@ func TestControlPermissions(t *testing.T) {
 
 // A stale socket from a dead upshim is replaced; a live one is refused.
 func TestControlStaleAndLive(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "upshim.sock")
 	// A socket file nobody listens on, as a killed upshim leaves.
 	l, err := net.Listen("unix", sock)
@@ -200,6 +203,7 @@ func TestControlStaleAndLive(t *testing.T) {
 
 // Malformed requests on the raw socket get an error line, never a crash.
 func TestControlMalformed(t *testing.T) {
+	t.Parallel()
 	r, sock := startControlled(t, "--", "sleep", "300")
 	for _, req := range []string{
 		"status\n", "\n", "upshim/2 status\n", "upshim/1\n", "upshim/1 bogus\n", "upshim/1 signal\n",
@@ -209,7 +213,7 @@ func TestControlMalformed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn.SetDeadline(time.Now().Add(deadline))
+		conn.SetDeadline(time.Now().Add(waitLimit(t)))
 		conn.Write([]byte(req))
 		if req == "" {
 			conn.(*net.UnixConn).CloseWrite()

@@ -51,12 +51,12 @@ func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 // must already be serving, and returns the first line of the answer.
 func ask(t *testing.T, port int, request string) string {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), deadline)
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), waitLimit(t))
 	if err != nil {
 		t.Fatalf("not serving once upshim said it was ready: %v", err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(deadline))
+	conn.SetDeadline(time.Now().Add(waitLimit(t)))
 	if _, err := conn.Write([]byte(request)); err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func startDaemon(t *testing.T, args ...string) *running {
 	cmd.ExtraFiles = []*os.File{readyW}
 	r := startShimCmd(t, cmd)
 	readyW.Close()
-	readyR.SetReadDeadline(time.Now().Add(deadline))
+	readyR.SetReadDeadline(time.Now().Add(waitLimit(t)))
 	if _, err := readyR.Read(make([]byte, 1)); err != nil {
 		t.Fatalf("upshim never said ready: %v; stderr:\n%s", err, r.stderr)
 	}
@@ -87,9 +87,12 @@ func startDaemon(t *testing.T, args ...string) *running {
 	return r
 }
 
-// mainPid is the pid upshim says it made the main process.
+// mainPid is the pid upshim says it made the main process. upshim says so
+// before it writes --ready-fd, but its stderr reaches the test through a
+// copy of its own, which may come later: it is waited for.
 func mainPid(t *testing.T, r *running) int {
 	t.Helper()
+	waitStderr(t, r, "main process is ")
 	s := r.stderr.String()
 	i := strings.LastIndex(s, "main process is ")
 	if i < 0 {
@@ -132,6 +135,7 @@ func childPids(pid int) []int {
 // configuration checked by pre-start; a reload keeps the master and
 // replaces the workers.
 func TestNginx(t *testing.T) {
+	t.Parallel()
 	nginx := daemonBinary(t, "nginx")
 	dir, port := t.TempDir(), freePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
@@ -189,6 +193,7 @@ http {
 
 // redis-server --daemonize yes with a pidfile.
 func TestRedis(t *testing.T) {
+	t.Parallel()
 	redis := daemonBinary(t, "redis-server")
 	dir, port := t.TempDir(), freePort(t)
 	pidfile := filepath.Join(dir, "redis.pid")
@@ -208,6 +213,7 @@ func TestRedis(t *testing.T) {
 
 // memcached -d with a pidfile.
 func TestMemcached(t *testing.T) {
+	t.Parallel()
 	memcached := daemonBinary(t, "memcached")
 	dir, port := t.TempDir(), freePort(t)
 	pidfile := filepath.Join(dir, "memcached.pid")

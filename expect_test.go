@@ -36,7 +36,7 @@ func listenUpward(t *testing.T) *upwardSocket {
 func (u *upwardSocket) expect(want string) string {
 	u.t.Helper()
 	buf := make([]byte, 4096)
-	u.conn.SetReadDeadline(time.Now().Add(deadline))
+	u.conn.SetReadDeadline(time.Now().Add(waitLimit(u.t)))
 	for {
 		n, err := u.conn.Read(buf)
 		if err != nil {
@@ -49,10 +49,10 @@ func (u *upwardSocket) expect(want string) string {
 }
 
 func TestExpectFork(t *testing.T) {
+	t.Parallel()
 	up := listenUpward(t)
-	t.Setenv("NOTIFY_SOCKET", up.path)
 	// The launcher forks the service (which reports its pid) and exits 0.
-	r := startShim(t, "--expect", "fork", "--", "sh", "-c", `sh -c 'echo "service $$"; exec sigrecord' & exit 0`)
+	r := withNotifySocket(t, up, "--expect", "fork", "--", "sh", "-c", `sh -c 'echo "service $$"; exec sigrecord' & exit 0`)
 	pid := strings.Fields(r.line())[1]
 	r.line() // sigrecord ready
 	up.expect("READY=1")
@@ -78,8 +78,10 @@ func TestExpectFork(t *testing.T) {
 // Whatever the number of forks (a double fork with setsid here, declared
 // as one), the survivor is found.
 func TestExpectForkCountFree(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"fork", "daemon"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			r := startShim(t, "-v", "--expect", mode, "--", "sh", "-c",
 				`(setsid sh -c 'sleep 0.1; echo "service $$"; exec sleep 300' &) ; exit 0`)
 			pid := strings.Fields(r.line())[1]
@@ -96,6 +98,7 @@ func TestExpectForkCountFree(t *testing.T) {
 // A launcher that never exits is a failed start after --start-timeout, not
 // a hang; the failure counts for the respawn limit.
 func TestExpectForkStartTimeout(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--expect", "fork", "--start-timeout", "200ms", "--respawn-limit", "1/60",
 		"--post-stop", `echo "post-stop $SERVICE_RESULT"`, "--", "sh", "-c", `echo launcher; exec sleep 300`)
 	r.expect("launcher")
@@ -115,6 +118,7 @@ func TestExpectForkStartTimeout(t *testing.T) {
 }
 
 func TestExpectForkFailures(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--expect", "fork", "--", "sh", "-c", `sleep 300 & sleep 301 & exit 0`)
 	if code := r.wait(); code != 1 {
 		t.Fatalf("exit status %d", code)
@@ -136,49 +140,72 @@ func TestExpectForkFailures(t *testing.T) {
 // A pidfile written late is waited for; one that names a process upshim
 // did not adopt is refused and that process is never signalled.
 func TestPidfile(t *testing.T) {
-	dir := t.TempDir()
-	pidfile := dir + "/d.pid"
-	r := startShim(t, "--expect", "fork", "--pidfile", pidfile, "--", "sh", "-c",
-		`(sleep 0.3; sh -c 'echo $$ > `+pidfile+`; exec sigrecord') & exit 0`)
-	r.line() // ready
-	r.signal(syscall.SIGTERM)
-	r.expect("TERM")
-	if code := r.wait(); code != 0 {
-		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
-	}
+	t.Parallel()
+	t.Run("late", func(t *testing.T) {
+		t.Parallel()
+		pidfile := t.TempDir() + "/d.pid"
+		r := startShim(t, "--expect", "fork", "--pidfile", pidfile, "--", "sh", "-c",
+			`(sleep 0.3; sh -c 'echo $$ > `+pidfile+`; exec sigrecord') & exit 0`)
+		r.line() // ready
+		r.signal(syscall.SIGTERM)
+		r.expect("TERM")
+		if code := r.wait(); code != 0 {
+			t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
+		}
+	})
 
-	// A hostile pidfile: the test's own sleep, not upshim's child.
-	victim := exec.Command("sleep", "300")
-	victim.Start()
-	defer victim.Process.Kill()
-	os.WriteFile(pidfile, []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
-	r = startShim(t, "--expect", "fork", "--pidfile", pidfile, "--start-timeout", "300ms", "--kill-timeout", "100ms", "--", "sh", "-c", `sleep 300 & exit 0`)
-	if code := r.wait(); code != 1 {
-		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
-	}
-	if !strings.Contains(r.stderr.String(), fmt.Sprintf("names pid %d, which is not upshim's child: refused", victim.Process.Pid)) {
-		t.Fatalf("stderr:\n%s", r.stderr)
-	}
-	if err := victim.Process.Signal(syscall.Signal(0)); err != nil || procState(strconv.Itoa(victim.Process.Pid)) == 'Z' {
-		t.Fatal("upshim signalled a process it did not adopt")
-	}
+	// The start timeout is what the launcher has to exit in, which it
+	// must have done for the pidfile to be read at all; it is also how
+	// long a refused pidfile is read again (at most 5s) before the start
+	// fails.
+	t.Run("not a child", func(t *testing.T) {
+		t.Parallel()
+		pidfile := t.TempDir() + "/d.pid"
+		// A hostile pidfile: the test's own sleep, not upshim's child.
+		victim := exec.Command("sleep", "300")
+		if err := victim.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
+		os.WriteFile(pidfile, []byte(strconv.Itoa(victim.Process.Pid)+"\n"), 0o644)
+		r := startShim(t, "--expect", "fork", "--pidfile", pidfile, "--start-timeout", "2s", "--", "sh", "-c", `sleep 300 & exit 0`)
+		if code := r.wait(); code != 1 {
+			t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
+		}
+		if !strings.Contains(r.stderr.String(), fmt.Sprintf("names pid %d, which is not upshim's child: refused", victim.Process.Pid)) {
+			t.Fatalf("stderr:\n%s", r.stderr)
+		}
+		if err := victim.Process.Signal(syscall.Signal(0)); err != nil || procState(strconv.Itoa(victim.Process.Pid)) == 'Z' {
+			t.Fatal("upshim signalled a process it did not adopt")
+		}
+		r.assertNothingLeft()
+	})
 
 	// A symbolic link planted at the pidfile is not followed.
-	os.Remove(pidfile)
-	os.Symlink("/proc/self/stat", pidfile)
-	r = startShim(t, "--expect", "fork", "--pidfile", pidfile, "--start-timeout", "300ms", "--", "sh", "-c", `sleep 300 & exit 0`)
-	r.wait()
-	if !strings.Contains(r.stderr.String(), "is a symbolic link: refused") {
-		t.Fatalf("stderr:\n%s", r.stderr)
-	}
+	t.Run("symlink", func(t *testing.T) {
+		t.Parallel()
+		pidfile := t.TempDir() + "/d.pid"
+		os.Symlink("/proc/self/stat", pidfile)
+		r := startShim(t, "--expect", "fork", "--pidfile", pidfile, "--start-timeout", "2s", "--", "sh", "-c", `sleep 300 & exit 0`)
+		if code := r.wait(); code != 1 {
+			t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
+		}
+		if !strings.Contains(r.stderr.String(), "is a symbolic link: refused") {
+			t.Fatalf("stderr:\n%s", r.stderr)
+		}
+		r.assertNothingLeft()
+	})
 }
 
 // A daemon that re-forks (the new pid in the pidfile, the old one exits 0)
 // is followed, not respawned; one killed after adoption is respawned.
 func TestDaemonRefork(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidfile := dir + "/d.pid"
-	daemon := `sh -c 'echo $$ > ` + pidfile + `; echo "daemon $$"; trap "sh -c \"echo \\\$\$ > ` + pidfile + `; echo daemon \\\$\$; exec sleep 300\" & sleep 0.2; exit 0" USR1; while :; do sleep 0.05; done' & exit 0`
+	// The USR1 trap is set before the pidfile is written, so before upshim
+	// adopts the daemon: the USR1 sent once it has finds it handled.
+	daemon := `sh -c 'trap "sh -c \"echo \\\$\$ > ` + pidfile + `; echo daemon \\\$\$; exec sleep 300\" & sleep 0.2; exit 0" USR1; echo $$ > ` + pidfile + `; echo "daemon $$"; while :; do sleep 0.05; done' & exit 0`
 	r := startShim(t, "-v", "--respawn", "--expect", "fork", "--pidfile", pidfile, "--", "sh", "-c", daemon)
 	first := strings.Fields(r.line())[1]
 	waitStderr(t, r, "main process is "+first)
@@ -202,24 +229,28 @@ func TestDaemonRefork(t *testing.T) {
 }
 
 func TestExpectStop(t *testing.T) {
+	t.Parallel()
 	up := listenUpward(t)
-	t.Setenv("NOTIFY_SOCKET", up.path)
-	r := startShim(t, "--expect", "stop", "--post-start", "echo post-start", "--", "sh", "-c", `echo stopping; kill -STOP $$; echo continued; exec sigrecord`)
+	r := withNotifySocket(t, up, "--expect", "stop", "--post-start", "echo post-start", "--", "sh", "-c", `echo stopping; kill -STOP $$; echo continued; exec sigrecord`)
 	r.expect("stopping")
 	up.expect("READY=1")
-	for seen := map[string]bool{}; !seen["continued"] || !seen["post-start"]; {
-		seen[r.line()] = true
+	// sigrecord's "ready PID" says it handles TERM.
+	for seen := map[string]bool{}; !seen["continued"] || !seen["post-start"] || !seen["ready"]; {
+		seen[strings.Fields(r.line())[0]] = true
 	}
 	r.signal(syscall.SIGTERM)
-	r.wait()
+	r.expect("TERM")
+	if code := r.wait(); code != 0 {
+		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
+	}
 }
 
 // --expect notify: the service gets a NOTIFY_SOCKET of its own (not
 // upshim's), is ready on READY=1 and not before, its STATUS= goes upward,
 // and --ready-fd gets one newline and is closed at first readiness.
 func TestExpectNotify(t *testing.T) {
+	t.Parallel()
 	up := listenUpward(t)
-	t.Setenv("NOTIFY_SOCKET", up.path)
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -228,6 +259,7 @@ func TestExpectNotify(t *testing.T) {
 	cmd := exec.Command(upshimBinary(t), "--expect", "notify", "--ready-fd", "3", "--", "sh", "-c",
 		`echo "socket $NOTIFY_SOCKET"; while [ ! -e `+gate+` ]; do sleep 0.01; done; `+
 			`sdnotify "STATUS=warming up"; sdnotify READY=1; exec sigrecord`)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+up.path)
 	cmd.ExtraFiles = []*os.File{readyW}
 	r := startShimCmd(t, cmd)
 	readyW.Close()
@@ -255,7 +287,7 @@ func TestExpectNotify(t *testing.T) {
 		if got != "\n" {
 			t.Fatalf("--ready-fd got %q, want one newline and EOF", got)
 		}
-	case <-time.After(deadline):
+	case <-time.After(waitLimit(t)):
 		t.Fatal("--ready-fd got nothing")
 	}
 	r.line() // sigrecord ready
@@ -271,6 +303,7 @@ func TestExpectNotify(t *testing.T) {
 // stop, each a failed start after --start-timeout that says what was
 // expected.
 func TestStartTimeoutSaysWhat(t *testing.T) {
+	t.Parallel()
 	for mode, says := range map[string]string{
 		"notify": "expected READY=1 on NOTIFY_SOCKET, but none came after 200ms",
 		"stop":   "expected the service to stop itself (SIGSTOP) when ready, but it has not after 200ms",
@@ -287,6 +320,7 @@ func TestStartTimeoutSaysWhat(t *testing.T) {
 }
 
 func TestReadyFDErrors(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "--ready-fd", "9", "--", "true")
 	if code := r.wait(); code != 2 || !strings.Contains(r.stderr.String(), "upshim: --ready-fd 9: not an open descriptor") {
 		t.Fatalf("exit status %d; stderr:\n%s", code, r.stderr)
@@ -300,6 +334,7 @@ func TestReadyFDErrors(t *testing.T) {
 // MAINPID= moves the main process to one of upshim's descendants, here the
 // child of a launcher that then exits; one that is not is ignored.
 func TestNotifyMainPID(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "-v", "--expect", "notify", "--", "sh", "-c",
 		`sdnotify MAINPID=1; sigrecord & sdnotify "MAINPID=$!" READY=1; echo "daemon $!"; wait`)
 	// sigrecord and the shell print at once: "daemon PID" and "ready PID".

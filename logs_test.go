@@ -86,6 +86,7 @@ func checkNumbered(t *testing.T, lines []string, tag string, count int) {
 // forced through many 1 MiB rotations (many per second, where lumberjack's
 // millisecond backup names would collide), is in the files exactly once.
 func TestLogEveryLineOnce(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	const count = 150000 // about 16 MB
 	r := startShim(t, "--log-file", dir+"/app.log", "--log-max-size", "1M", "--log-max-backups", "0", "--", "linegen", "run", strconv.Itoa(count))
@@ -102,6 +103,7 @@ func TestLogEveryLineOnce(t *testing.T) {
 // A crash-looping service: the pipes outlive every run, nothing is lost
 // between runs, and upshim's own lines are in the file too.
 func TestLogAcrossRespawns(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	runs := dir + "/runs"
 	r := startShim(t, "--log-file", dir+"/logs/app.log", "--log-max-size", "1M", "--log-max-backups", "0",
@@ -126,6 +128,7 @@ func TestLogAcrossRespawns(t *testing.T) {
 }
 
 func TestLogOptions(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	// --log-timestamps: RFC 3339, UTC, microseconds.
 	r := startShim(t, "--log-file", dir+"/ts.log", "--log-timestamps", "--", "sh", "-c", "echo hello; echo oops >&2")
@@ -183,6 +186,7 @@ func TestLogOptions(t *testing.T) {
 // --log-compress: rotated files become complete .gz files, and every line
 // is in them or in the live file.
 func TestLogCompress(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	const count = 60000
 	r := startShim(t, "--log-file", dir+"/app.log", "--log-max-size", "1M", "--log-max-backups", "0", "--log-compress", "--", "linegen", "gz", strconv.Itoa(count))
@@ -199,6 +203,7 @@ func TestLogCompress(t *testing.T) {
 
 // post-stop sees the whole run's output in the file.
 func TestLogDrainedBeforePostStop(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	r := startShim(t, "--log-file", dir+"/app.log", "--post-stop", `grep -c '^d-out' `+dir+`/app.log > `+dir+`/count`,
 		"--", "linegen", "d", "30000")
@@ -212,8 +217,10 @@ func TestLogDrainedBeforePostStop(t *testing.T) {
 // A log file deleted, or its whole directory removed, while the service
 // runs: writing goes on in a new file.
 func TestLogFileRemoved(t *testing.T) {
+	t.Parallel()
 	for _, what := range []string{"file", "directory"} {
 		t.Run(what, func(t *testing.T) {
+			t.Parallel()
 			dir := t.TempDir() + "/logs"
 			r := startShim(t, "--log-file", dir+"/app.log", "--", "sh", "-c",
 				`i=0; while [ $i -lt 100000 ]; do echo "tick $i"; i=$((i+1)); sleep 0.005; done`)
@@ -244,6 +251,7 @@ func waitFileHas(t *testing.T, path, s string) {
 // A log path that cannot be opened is a usage error, before the service
 // runs.
 func TestLogUnopenable(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(dir+"/afile", nil, 0o644)
 	for _, path := range []string{dir + "/afile/app.log", "/proc/no-such-dir/app.log"} {
@@ -268,6 +276,7 @@ func TestLogUnopenable(t *testing.T) {
 // A full disk never blocks or kills the service: upshim drops whole lines,
 // counts them, and says so once writing works again.
 func TestLogDiskFull(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "mounting a small tmpfs needs root")
 	}
@@ -309,6 +318,7 @@ func TestLogDiskFull(t *testing.T) {
 // log directory: a symbolic link it plants at the log path must never make
 // upshim write outside what it created.
 func TestLogPlantedSymlink(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "needs root to run a service as another user")
 	}
@@ -354,6 +364,7 @@ func TestLogPlantedSymlink(t *testing.T) {
 // --log-max-backups keeps that many rotated files; hooks write to the log
 // like the service.
 func TestLogBackupsAndHooks(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	done := dir + "/done"
 	r := startShim(t, "--log-file", dir+"/logs/app.log", "--log-max-size", "1M", "--log-max-backups", "2",

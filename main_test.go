@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"math/rand"
 	"net"
@@ -27,7 +28,14 @@ import (
 // upshimBinary, against real processes. Helper programs that a shell
 // cannot be (sigrecord) are this test binary under another name:
 // testscript.Main puts them on PATH for scripts and Go tests alike.
+//
+// Most tests spend their time waiting for processes, not computing: four
+// run at once per CPU rather than go test's one, unless -parallel says
+// otherwise (flags are parsed after this, in m.Run).
 func TestMain(m *testing.M) {
+	if f := flag.Lookup("test.parallel"); f != nil {
+		f.Value.Set(strconv.Itoa(4 * runtime.GOMAXPROCS(0)))
+	}
 	testscript.Main(m, map[string]func(){
 		"sigrecord": sigrecordMain,
 		"withmask":  withmaskMain,
@@ -87,7 +95,10 @@ func skipOrFail(t testing.TB, format string, args ...any) {
 	t.Skipf(format, args...)
 }
 
+// The scripts run in parallel (testscript runs each in its own directory,
+// with t.Parallel), and alongside the other parallel tests.
 func TestScript(t *testing.T) {
+	t.Parallel()
 	upshimBinary(t)
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata/script",
@@ -112,17 +123,30 @@ func TestScript(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":    cmdExits,
-			"waitfile": cmdWaitfile,
-			"sig":      cmdSig,
-			"lines":    cmdLines,
+			"exits": cmdExits,
+			"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
+				cmdWaitfile(ts, neg, args, waitLimit(t))
+			},
+			"sig":   cmdSig,
+			"lines": cmdLines,
 		},
 	})
 }
 
+var (
+	testUserOnce sync.Once
+	testUserErr  error
+)
+
 // ensureTestUser creates, once, the user upshimtest with the extra
 // supplementary group upshimextra, which the credential tests switch to.
+// Tests that run in parallel call it at once: one creates, the others wait.
 func ensureTestUser() error {
+	testUserOnce.Do(func() { testUserErr = createTestUser() })
+	return testUserErr
+}
+
+func createTestUser() error {
 	if exec.Command("id", "upshimtest").Run() == nil {
 		return nil
 	}
@@ -160,9 +184,9 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdWaitfile waits, until the test's deadline, for a file to exist and,
-// given a pattern, to match it: waitfile PATH [REGEXP].
-func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string) {
+// cmdWaitfile waits, up to limit, for a file to exist and, given a
+// pattern, to match it: waitfile PATH [REGEXP].
+func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string, limit time.Duration) {
 	if neg || len(args) < 1 || len(args) > 2 {
 		ts.Fatalf("usage: waitfile PATH [REGEXP]")
 	}
@@ -171,14 +195,14 @@ func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string) {
 		re = regexp.MustCompile(args[1])
 	}
 	path := ts.MkAbs(args[0])
-	deadline := time.Now().Add(20 * time.Second)
+	end := time.Now().Add(limit)
 	for {
 		b, err := os.ReadFile(path)
 		if err == nil && (re == nil || re.Match(b)) {
 			return
 		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("waitfile %s: not there after 20s (content %q)", args[0], b)
+		if time.Now().After(end) {
+			ts.Fatalf("waitfile %s: not there after %s (content %q)", args[0], limit.Round(time.Second), b)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -313,7 +337,8 @@ func linegenMain() {
 }
 
 // The version goreleaser stamps (-X main.version/commit/date) is what
-// --version prints; an unstamped build says dev.
+// --version prints; an unstamped build says dev. Not parallel: it changes
+// the package's version variables.
 func TestVersionString(t *testing.T) {
 	defer func(v, c, d string) { version, commit, date = v, c, d }(version, commit, date)
 	version, commit, date = "dev", "", ""

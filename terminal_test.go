@@ -27,6 +27,7 @@ type pty struct {
 
 // startInTerminal runs upshim with args as the session leader of a new
 // pseudo-terminal, the way a login shell would run it in the foreground.
+// The terminal tests do not run in parallel.
 func startInTerminal(t *testing.T, args ...string) (*pty, *exec.Cmd) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
@@ -101,10 +102,11 @@ func exitStatus(t *testing.T, cmd *exec.Cmd) int {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	limit := waitLimit(t)
 	select {
 	case <-done:
-	case <-time.After(deadline):
-		t.Fatalf("upshim still running after %s", deadline)
+	case <-time.After(limit):
+		t.Fatalf("upshim still running after %s", limit.Round(time.Second))
 	}
 	return cmd.ProcessState.ExitCode()
 }
