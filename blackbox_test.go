@@ -26,6 +26,10 @@ import (
 // deadline (go test -timeout 0).
 const noDeadlineWait = 5 * time.Minute
 
+// deadline bounds one operation that is not a wait for an event of the
+// service (a dial, a podman command, a read on a socket that must answer).
+const deadline = 20 * time.Second
+
 // cleanupWait bounds how long a cleanup waits for upshim to stop before
 // killing it: the test is over, and its result no longer depends on it.
 const cleanupWait = 20 * time.Second

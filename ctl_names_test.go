@@ -299,13 +299,12 @@ func TestControlAutoRefusesUnsafeDir(t *testing.T) {
 // user, by the directory and, once that is opened up, by the peer check,
 // and stays up.
 func TestCtlNamesOtherUser(t *testing.T) {
+	t.Parallel()
 	uid, gid := testUser(t)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}
 	base := publicDir(t, 0o755)
 	bin := base + "/upshim"
-	if data, err := os.ReadFile(upshimBinary(t)); err != nil || os.WriteFile(bin, data, 0o755) != nil {
-		t.Fatalf("copying upshim: %v", err)
-	}
+	installExecutable(t, upshimBinary(t), bin)
 	xdg := base + "/xdg"
 	os.Mkdir(xdg, 0o700)
 	os.Chown(xdg, uid, gid)

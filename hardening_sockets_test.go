@@ -197,13 +197,32 @@ func publicCopy(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(publicDir(t, 0o755), name)
-	if out, err := exec.Command("cp", self, dst).CombinedOutput(); err != nil {
-		t.Fatalf("cp %s %s: %v %s", self, dst, err, out)
+	installExecutable(t, self, dst)
+	return dst
+}
+
+// installExecutable puts an executable copy of src at dst. cp makes it, in
+// a process of its own: a file this test binary held open for writing
+// would be inherited by every process a parallel test forks meanwhile,
+// and running it would fail with "text file busy".
+func installExecutable(t testing.TB, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v %s", src, dst, err, out)
 	}
 	if err := os.Chmod(dst, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return dst
+}
+
+// writeExecutable writes data as an executable at dst, by way of
+// installExecutable.
+func writeExecutable(t testing.TB, dst string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(dst+".data", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	installExecutable(t, dst+".data", dst)
 }
 
 // helperProc is a helper of init running as upshimtest, with the lines

@@ -160,6 +160,7 @@ func TestHealthExpectHealth(t *testing.T) {
 // would add about 4 MB and break the 4 MiB budget. Nothing upshim links
 // may pull them in.
 func TestHealthNoNetHTTP(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	if err != nil {
 		skipOrFail(t, "go list: %v\n%s", err, out)

@@ -301,6 +301,7 @@ func answer(t *testing.T, network, addr string) string {
 // LISTEN_PID equal to the service's own pid; the same through the setup
 // helper's other work (--user, --nice, --umask, --limit, --chdir).
 func TestListenPassesSocketsAsSystemd(t *testing.T) {
+	t.Parallel()
 	abstract := fmt.Sprintf("unix:@upshim-test-%d", time.Now().UnixNano())
 	for name, extra := range map[string][]string{
 		"plain": nil,
@@ -342,6 +343,7 @@ func TestListenPassesSocketsAsSystemd(t *testing.T) {
 // upshim (LISTEN_*, WATCHDOG_*, NOTIFY_SOCKET) reaches the service or its
 // hooks.
 func TestListenHooksGetNoSockets(t *testing.T) {
+	t.Parallel()
 	probe := testBinary(t)
 	cmd := exec.Command(upshimBinary(t), "--listen", "127.0.0.1:0", probeEnv("report"),
 		"--pre-start", probe+" pre-start exit", "--post-stop", probe+" post-stop exit",
@@ -379,6 +381,7 @@ func TestListenHooksGetNoSockets(t *testing.T) {
 // instance, which may be written for a blocking accept, gets it blocking
 // again.
 func TestListenClearsNonblockBeforeEverySpawn(t *testing.T) {
+	t.Parallel()
 	probe := testBinary(t)
 	r := startShim(t, "--listen", "127.0.0.1:0", "--respawn-limit", "unlimited", probeEnv("report"),
 		"--", "sh", "-c", `if [ -e "$0" ]; then exec "$1" again wait; fi; : > "$0"; exec "$1" first gofail`,
@@ -424,6 +427,7 @@ func dialRefused(t *testing.T, network, addr string) bool {
 // upshim exits, so that clients are refused at once rather than left
 // waiting.
 func TestListenHeldThroughRespawnsAndStops(t *testing.T) {
+	t.Parallel()
 	r, sock := startControlled(t, "--listen", "127.0.0.1:0", "--respawn", "--respawn-delay", "2s", probeEnv("serve"),
 		"--", testBinary(t))
 	addr := heldAddrs(t, sock)[0]
@@ -489,6 +493,7 @@ func TestListenHeldThroughRespawnsAndStops(t *testing.T) {
 
 // When upshim gives up on the service, it lets go of the socket.
 func TestListenClosedWhenUpshimGivesUp(t *testing.T) {
+	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	r := startShim(t, "--listen", addr, "--respawn-limit", "1/60", probeEnv("serve"), "--", testBinary(t), "1")
 	waitBound(t, addr)
@@ -505,6 +510,7 @@ func TestListenClosedWhenUpshimGivesUp(t *testing.T) {
 // bind (in use, absent, forbidden) exits 1 naming it, before anything
 // runs.
 func TestListenBadAddresses(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"8080", "localhost:8080", "127.0.0.1:99999", "127.0.0.1:http", "::1:8080",
 		"[127.0.0.1]:80", "tcp4:[::1]:80", "tcp6:127.0.0.1:80", "unix:", "unix:@", "bad\x01name=:80",
 		"unix:/" + strings.Repeat("x", 200)} {
@@ -546,9 +552,7 @@ func TestListenBadAddresses(t *testing.T) {
 	// Forbidden: a port below 1024, for a user who is not root.
 	uid, gid := testUser(t)
 	upshim := filepath.Join(publicDir(t, 0o755), "upshim")
-	if b, err := os.ReadFile(upshimBinary(t)); err != nil || os.WriteFile(upshim, b, 0o755) != nil {
-		t.Fatal("cannot copy upshim where upshimtest can run it")
-	}
+	installExecutable(t, upshimBinary(t), upshim)
 	cmd := exec.Command(upshim, "--listen", "127.0.0.1:80", "--", "true")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	out, err := cmd.CombinedOutput()
@@ -561,6 +565,7 @@ func TestListenBadAddresses(t *testing.T) {
 // a live socket; a stale one (its upshim died) is replaced, with
 // --listen-mode whatever upshim's umask.
 func TestListenUnixPath(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	target, link := dir+"/target", dir+"/link.sock"
 	os.Symlink(target, link)
@@ -622,6 +627,7 @@ func TestListenUnixPath(t *testing.T) {
 // ctl status lists the held sockets; generate carries --listen, with a
 // unix path made absolute, and a Dockerfile EXPOSEs the ports.
 func TestListenStatusAndGenerate(t *testing.T) {
+	t.Parallel()
 	abstract := fmt.Sprintf("unix:@upshim-status-%d", time.Now().UnixNano())
 	r, sock := startControlled(t, "--listen", "web=127.0.0.1:0", "--listen", abstract, "--", "sleep", "300")
 	addr := heldAddrs(t, sock)[0]
@@ -658,6 +664,7 @@ func TestListenStatusAndGenerate(t *testing.T) {
 // activation package, unmodified: it checks LISTEN_PID against its own
 // pid, so it works only because LISTEN_PID is the service's pid.
 func TestListenGoSystemdActivation(t *testing.T) {
+	t.Parallel()
 	abstract := fmt.Sprintf("@upshim-gosystemd-%d", time.Now().UnixNano())
 	r, sock := startControlled(t, "--listen", "web=127.0.0.1:0", "--listen", "admin=unix:"+abstract,
 		probeEnv("gosystemd"), "--", testBinary(t))
@@ -681,6 +688,7 @@ func TestListenGoSystemdActivation(t *testing.T) {
 // (NOTIFY_SOCKET, WATCHDOG_*) reaches the service; and a service that
 // crashes after every connection loses none of them.
 func TestListenPassThroughSocketActivate(t *testing.T) {
+	t.Parallel()
 	activate, err := exec.LookPath("systemd-socket-activate")
 	if err != nil {
 		skipOrFail(t, "systemd-socket-activate not installed (Debian package systemd)")
@@ -825,6 +833,7 @@ func TestListenNoRefusalsUnderCrashLoop(t *testing.T) {
 // request the dying server had already accepted is reset: no supervisor
 // can answer those.
 func TestListenDemoServerRefusesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "./examples/naivehttpserver").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

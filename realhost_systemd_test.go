@@ -135,9 +135,7 @@ func bootSystemd(t *testing.T, dir string) *systemdHost {
 	unshare, _ := exec.LookPath("unshare")
 	work := t.TempDir()
 	inner := filepath.Join(work, "inner.sh")
-	if err := os.WriteFile(inner, []byte(sdInner), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	writeExecutable(t, inner, []byte(sdInner))
 	os.WriteFile(filepath.Join(dir, "upshim-test.target"), []byte("[Unit]\nDescription=upshim test\n"+
 		"DefaultDependencies=no\nWants=systemd-journald.service\nAfter=systemd-journald.service\n"), 0o644)
 	// journald's /dev/log and audit sockets would reach for the host's.

@@ -11,6 +11,7 @@ import (
 // want of space is a resource upshim cannot have (exit 1), where a wrong
 // path is a usage error (exit 2, TestLogUnopenable); nothing runs.
 func TestLogFileNoSpaceExits1(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		skipOrFail(t, "mounting a small tmpfs needs root")
 	}
@@ -39,6 +40,7 @@ func TestLogFileNoSpaceExits1(t *testing.T) {
 // --quiet silences the log writer's warnings too: they come through
 // upshim's one writer, not straight to stderr.
 func TestQuietSilencesLogWarnings(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.Symlink(dir+"/elsewhere", dir+"/app.log") // replaced, with a warning
 	for _, quiet := range []bool{false, true} {

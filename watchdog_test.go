@@ -350,6 +350,7 @@ func TestWatchdogUpward(t *testing.T) {
 
 // bad values of the watchdog and health flags are usage errors.
 func TestWatchdogAndHealthBadValues(t *testing.T) {
+	t.Parallel()
 	bad := map[string][]string{
 		"--watchdog":              {"--watchdog", "-1s"},
 		"--watchdog-signal":       {"--watchdog", "1s", "--watchdog-signal", "NOPE"},
@@ -386,6 +387,7 @@ func TestWatchdogAndHealthBadValues(t *testing.T) {
 // generate systemd asks systemd to watch upshim when upshim watches its
 // service; generate dockerfile adds no HEALTHCHECK that would probe twice.
 func TestWatchdogGenerate(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--watchdog", "10s"}, {"--health-tcp", "127.0.0.1:80"}} {
 		out, err := generateOut(t, append([]string{"generate", "systemd"}, append(args, "--", "/bin/sleep", "1")...)...)
 		if err != nil || !strings.Contains(out, "\nWatchdogSec=30\n") {
