@@ -625,6 +625,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
 		RuntimeDirectory: cfg.Control == shim.ControlAuto,
+		ReplaceSignal:    replaceSignalName(cfg.ReplaceSignal),
 		Watchdog:         cfg.Watchdog > 0 || cfg.Health.Kind != shim.ProbeNone, Health: cfg.Health.Kind != shim.ProbeNone,
 	}
 	for _, l := range cfg.Listen {
@@ -645,6 +646,14 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, generate.Dockerfile(inv))
 	}
 	return exitOK
+}
+
+// replaceSignalName is --replace-signal's name without SIG, "" when unset.
+func replaceSignalName(sig shim.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(sig.String(), "SIG")
 }
 
 // valueSource rewrites a value generate refused to name where it came

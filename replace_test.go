@@ -42,6 +42,7 @@ func init() {
 //	            own session (its tree) that prints "child PID"
 //	ignoreterm  ready, and ignores SIGTERM
 //	usr1ready   ready, and sends READY=1 again on each SIGUSR1
+//	warm        ready, but accepts nothing for its first second
 //	stray       ready, after leaving a process of its own session that
 //	            upshim adopts: in no instance's tree
 //
@@ -67,6 +68,8 @@ func replaceService(modeFile string) int {
 		return 0
 	case "ignoreterm":
 		signal.Ignore(syscall.SIGTERM)
+	case "warm":
+		time.Sleep(time.Second) // warming up: accepts nothing yet
 	case "stray":
 		exec.Command("sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 &").Run()
 	}
@@ -170,6 +173,7 @@ type load struct {
 	firstOther                atomic.Value
 	mu                        sync.Mutex
 	pids                      map[string]int
+	slowest                   atomic.Int64 // nanoseconds, connect to answer
 }
 
 func startLoad(addr string, clients int) *load {
@@ -179,6 +183,7 @@ func startLoad(addr string, clients int) *load {
 		go func() {
 			defer l.wg.Done()
 			for !l.stop.Load() {
+				began := time.Now()
 				c, err := net.DialTimeout("tcp", addr, deadline)
 				var b []byte
 				if err == nil {
@@ -187,6 +192,9 @@ func startLoad(addr string, clients int) *load {
 						err = io.ErrUnexpectedEOF
 					}
 					c.Close()
+				}
+				if took := int64(time.Since(began)); err == nil && took > l.slowest.Load() {
+					l.slowest.Store(took) // racy max: good enough for a figure
 				}
 				switch {
 				case err == nil:
@@ -551,4 +559,55 @@ func TestReplaceKillModeAll(t *testing.T) {
 	mustCtl(t, rig.sock, "exit")
 	rig.r.wait()
 	rig.r.assertNothingLeft()
+}
+
+// What a replace buys over a restart, for a service that takes a second
+// to warm up before it accepts: under a restart, clients wait for the
+// new instance (no refusal, the socket is held, but a stall); under a
+// replace the old one serves until the new one is ready. The restart's
+// stall shows that the test can fail.
+func TestReplaceNoStallWhereRestartStalls(t *testing.T) {
+	rig := startReplaceRig(t, "warm")
+	waitBound(t, rig.addr)
+	slowest := map[string]time.Duration{}
+	for _, verb := range []string{"restart", "replace"} {
+		l := startLoad(rig.addr, 4)
+		time.Sleep(100 * time.Millisecond)
+		mustCtl(t, rig.sock, verb)
+		eventually(t, func() (bool, string) {
+			st := statusJSON(t, rig.sock)
+			return st["state"] == "running", fmt.Sprintf("not running: %v", st)
+		})
+		waitBound(t, rig.addr)
+		time.Sleep(100 * time.Millisecond)
+		l.end(t)
+		slowest[verb] = time.Duration(l.slowest.Load())
+	}
+	t.Logf("slowest connection: %s across a restart, %s across a replace", slowest["restart"], slowest["replace"])
+	if slowest["restart"] < 900*time.Millisecond {
+		t.Errorf("a restart stalled clients only %s: the warm-up does not show", slowest["restart"])
+	}
+	if slowest["replace"] > slowest["restart"]/2 {
+		t.Errorf("a replace stalled clients %s (a restart %s)", slowest["replace"], slowest["restart"])
+	}
+	mustCtl(t, rig.sock, "exit")
+	rig.r.wait()
+}
+
+// generate systemd maps systemctl reload to a replace when
+// --replace-signal asks for it, and leaves the HUP reload otherwise.
+func TestReplaceGenerateSystemd(t *testing.T) {
+	out, err := generateOut(t, "generate", "systemd", "--expect", "notify", "--replace-signal", "USR2", "--", "/bin/true")
+	if err != nil || !strings.Contains(out, "ExecReload=/bin/kill -USR2 $MAINPID\n") {
+		t.Errorf("with --replace-signal USR2: %v\n%s", err, out)
+	}
+	out, err = generateOut(t, "generate", "systemd", "--expect", "notify", "--", "/bin/true")
+	if err != nil || !strings.Contains(out, "ExecReload=/bin/kill -HUP $MAINPID\n") {
+		t.Errorf("without: %v\n%s", err, out)
+	}
+	for _, bad := range []string{"TERM", "HUP", "KILL", "NOPE"} {
+		if code, stderr := runUpshim(t, "--replace-signal", bad, "--", "true"); code != 2 || !strings.Contains(stderr, "--replace-signal") {
+			t.Errorf("--replace-signal %s: exit %d, %q", bad, code, stderr)
+		}
+	}
 }
