@@ -141,6 +141,8 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.StringVar(&cfg.PidFile, "pidfile", "", "with --expect fork or daemon: read the main pid from `FILE` (retried briefly); it must be upshim's child")
 	fs.Var(&cfg.StartTimeout, "start-timeout", "not ready by then: a failed start; the tree is killed and the respawn policy applies; 0 never")
 	fs.IntVar(&cfg.ReadyFD, "ready-fd", -1, "write a newline to descriptor `N` and close it when the service is first ready")
+	fs.Var(&cfg.ReplaceSignal, "replace-signal", "a signal upshim takes as upshim ctl replace (USR2, as nginx uses): a new instance, then the old one stops once it is ready")
+	fs.Var(&cfg.ReplaceTimeout, "replace-timeout", "a replace's new instance not ready by then is killed and the old one serves on; 0 never (default: --start-timeout)")
 	fs.Var(&cfg.Watchdog, "watchdog", "once ready, the service must send WATCHDOG=1 to its NOTIFY_SOCKET within every DUR (systemd's WatchdogSec=; it gets WATCHDOG_USEC and WATCHDOG_PID), or it is killed and restarted; 0 off")
 	fs.Var(&cfg.WatchdogSignal, "watchdog-signal", "signal sent to the main process when the watchdog fires; SIGKILL to its tree after --kill-timeout")
 	fs.Var(shim.ProbeFlag{Probe: &cfg.Health, Kind: shim.ProbeCmd}, "health-cmd", "health probe: run CMD with /bin/sh -c, like a hook; exit 0 is healthy")
@@ -278,6 +280,9 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 		cfg.Respawn = true
 	}
 	cfg.KillSignal, cfg.ReloadSignal = killSignal, reloadSignal
+	if !fs.Changed("replace-timeout") {
+		cfg.ReplaceTimeout = cfg.StartTimeout
+	}
 	if jobPath == "" {
 		cfg.Command = fs.Args()
 	}
@@ -379,7 +384,7 @@ Talks to the upshim listening on PATH, or to the one started with
 directory: $RUNTIME_DIRECTORY, else, for a user other than root,
 $XDG_RUNTIME_DIR/upshim, then /run/upshim. Without either, PATH is
 $UPSHIM_CONTROL, when the first word is a VERB. VERB is status [--json],
-start, stop, restart, reload, signal SIG, rotate or exit.
+start, stop, restart, replace, reload, signal SIG, rotate or exit.
 Prints the answer; exits 0 when it is ok, 1 when it is an error, and, for
 status, 3 when the service is not ready (so a readiness probe can run it).
 
@@ -620,6 +625,7 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		StartTimeout: time.Duration(cfg.StartTimeout), PreStart: cfg.Hooks[shim.PreStart] != "",
 		PreStop: cfg.Hooks[shim.PreStop] != "", PostStop: cfg.Hooks[shim.PostStop] != "", Version: version,
 		RuntimeDirectory: cfg.Control == shim.ControlAuto,
+		ReplaceSignal:    replaceSignalName(cfg.ReplaceSignal),
 		Watchdog:         cfg.Watchdog > 0 || cfg.Health.Kind != shim.ProbeNone, Health: cfg.Health.Kind != shim.ProbeNone,
 	}
 	for _, l := range cfg.Listen {
@@ -640,6 +646,14 @@ func runGenerate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, generate.Dockerfile(inv))
 	}
 	return exitOK
+}
+
+// replaceSignalName is --replace-signal's name without SIG, "" when unset.
+func replaceSignalName(sig shim.Signal) string {
+	if sig == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(sig.String(), "SIG")
 }
 
 // valueSource rewrites a value generate refused to name where it came

@@ -119,6 +119,12 @@ type Config struct {
 	// SignalGroup relays to the main process's group instead of the process.
 	SignalGroup bool
 
+	// ReplaceSignal, when not zero, is a signal upshim takes as ctl replace.
+	ReplaceSignal Signal
+	// ReplaceTimeout bounds the wait for a replace's new instance to be
+	// ready; zero waits for ever. main.go defaults it to StartTimeout.
+	ReplaceTimeout Duration
+
 	// Verbosity is 0 by default, -1 for --quiet, 1 for --verbose.
 	Verbosity int
 }
@@ -170,6 +176,22 @@ func (c *Config) Validate() error {
 		if c.RespawnDelayMax < c.RespawnDelay {
 			return fmt.Errorf("--respawn-delay-max %s is less than --respawn-delay %s", c.RespawnDelayMax, c.RespawnDelay)
 		}
+	}
+	if rs := syscall.Signal(c.ReplaceSignal); rs != 0 {
+		switch {
+		case rs == syscall.SIGTERM || rs == syscall.SIGINT:
+			return fmt.Errorf("--replace-signal %s: %s stops upshim", c.ReplaceSignal, c.ReplaceSignal)
+		case rs == syscall.SIGHUP:
+			return fmt.Errorf("--replace-signal %s: HUP reloads the service; choose another (USR2, as nginx uses)", c.ReplaceSignal)
+		case !relayable(rs):
+			return fmt.Errorf("--replace-signal %s: upshim cannot catch %s", c.ReplaceSignal, c.ReplaceSignal)
+		}
+		if _, ok := c.Rewrite[c.ReplaceSignal]; ok {
+			return fmt.Errorf("--replace-signal %s and --rewrite %s: the signal cannot both replace and be relayed", c.ReplaceSignal, c.ReplaceSignal)
+		}
+	}
+	if c.ReplaceTimeout < 0 {
+		return fmt.Errorf("--replace-timeout %s: want 0 or more", c.ReplaceTimeout)
 	}
 	for from := range c.Rewrite {
 		switch syscall.Signal(from) {

@@ -478,9 +478,12 @@ func ctlRequest(path string, verb string, args ...string) (answer string, code i
 
 // Status is what `ctl status --json` prints; its field names are stable.
 type Status struct {
-	Name          string  `json:"name"`
-	State         string  `json:"state"`
-	PID           int     `json:"pid"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	PID   int    `json:"pid"`
+	// NewPID is a replace's new main process while it is under way, 0
+	// otherwise; PID stays the old one until the replace is over.
+	NewPID        int     `json:"new_pid"`
 	UptimeSeconds float64 `json:"uptime_seconds"`
 	Respawns      int     `json:"respawns"`
 	LastExit      string  `json:"last_exit"`
@@ -506,7 +509,7 @@ func (st Status) JSON() string {
 	b = appendJSONString(b, st.Name)
 	b = append(b, `,"state":`...)
 	b = appendJSONString(b, st.State)
-	b = fmt.Appendf(b, `,"pid":%d,"uptime_seconds":%s,"respawns":%d,"last_exit":`, st.PID,
+	b = fmt.Appendf(b, `,"pid":%d,"new_pid":%d,"uptime_seconds":%s,"respawns":%d,"last_exit":`, st.PID, st.NewPID,
 		strconv.FormatFloat(st.UptimeSeconds, 'f', -1, 64), st.Respawns)
 	b = appendJSONString(b, st.LastExit)
 	if st.LastExitCode != nil {

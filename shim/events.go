@@ -12,32 +12,35 @@ import (
 type evKind int
 
 const (
-	evStart        evKind = iota // upshim is ready: the service's first start
-	evMainExit                   // the main process ended
-	evLauncherExit               // a forking service's launcher ended before it was ready
-	evHookExit                   // the running hook ended
-	evOrphanExit                 // any other child: something the service left
-	evMainVanished               // the main process, not upshim's child, ended (its pidfd said so)
-	evMainStopped                // the main process was stopped by a signal
-	evReaped                     // one pass of the reaper is over (none: no child is left)
-	evStopSignal                 // SIGTERM or SIGINT
-	evReloadSignal               // SIGHUP
-	evRelaySignal                // any other signal upshim catches
-	evDeadline                   // an armed deadline passed
-	evNotify                     // a message on the service's NOTIFY_SOCKET
-	evRequest                    // a control request
-	evSpawned                    // result of effSpawnMain or effSpawnHook: the pid
-	evSpawnFailed                // result of effSpawnMain or effSpawnHook: the error
-	evFound                      // result of effFindMain: the main process
-	evNotFound                   // result of effFindMain: none (yet)
-	evProbeExit                  // the command probe in flight ended
-	evProbeStarted               // result of effProbe: a command probe's pid
-	evProbeResult                // result of effProbe: its output, or a network probe's whole result
+	evStart         evKind = iota // upshim is ready: the service's first start
+	evMainExit                    // the main process ended
+	evLauncherExit                // a forking service's launcher ended before it was ready
+	evHookExit                    // the running hook ended
+	evOrphanExit                  // any other child: something the service left
+	evMainVanished                // the main process, not upshim's child, ended (its pidfd said so)
+	evMainStopped                 // the main process was stopped by a signal
+	evReaped                      // one pass of the reaper is over (none: no child is left)
+	evStopSignal                  // SIGTERM or SIGINT
+	evReloadSignal                // SIGHUP
+	evRelaySignal                 // any other signal upshim catches
+	evDeadline                    // an armed deadline passed
+	evNotify                      // a message on the service's NOTIFY_SOCKET
+	evRequest                     // a control request
+	evSpawned                     // result of effSpawnMain or effSpawnHook: the pid
+	evSpawnFailed                 // result of effSpawnMain or effSpawnHook: the error
+	evFound                       // result of effFindMain: the main process
+	evNotFound                    // result of effFindMain: none (yet)
+	evProbeExit                   // the command probe in flight ended
+	evProbeStarted                // result of effProbe: a command probe's pid
+	evProbeResult                 // result of effProbe: its output, or a network probe's whole result
+	evOldExit                     // the main process of the instance a replace is replacing ended
+	evReplaceSignal               // --replace-signal: a replace, as ctl replace asks for one
 )
 
 var evNames = [...]string{"start", "main-exit", "launcher-exit", "hook-exit", "orphan-exit", "main-vanished", "main-stopped",
 	"reaped", "stop-signal", "reload-signal", "relay-signal", "deadline", "notify", "request",
-	"spawned", "spawn-failed", "found", "not-found", "probe-exit", "probe-started", "probe-result"}
+	"spawned", "spawn-failed", "found", "not-found", "probe-exit", "probe-started", "probe-result", "old-exit",
+	"replace-signal"}
 
 // event is one thing that happened, as data.
 type event struct {
@@ -60,6 +63,8 @@ type event struct {
 	output     string         // evProbeResult: what the probe wrote or saw
 	final      bool           // evProbeResult: the whole result (a network probe, a spawn that failed)...
 	ok         bool           // ...and whether it passed
+	strays     string         // evRequest replace, evReplaceSignal: under --kill-mode all, a process below upshim in no instance's tree
+	oldLeft    int            // evReaped during a replace: processes left in the old instance's group (-1: cannot tell)
 }
 
 // effKind is the kind of an effect.
@@ -97,9 +102,14 @@ const (
 	toTree                     // every descendant, sparing a running hook unless killHooks
 	toSelf                     // upshim itself (SIGSTOP after the service's Ctrl-Z)
 	toProbeGroup               // the running command probe's group
+	toOldMain                  // a replace's old instance: its main process
+	toOldGroup                 // ...its group, as it is when the signal goes, or as recorded
+	toOldTree                  // ...its tree: its main process's descendants and its group
+	toNewTree                  // a replace's new instance: its tree
 )
 
-var targetNames = [...]string{"main", "main-group", "hook-group", "tree", "self", "probe-group"}
+var targetNames = [...]string{"main", "main-group", "hook-group", "tree", "self", "probe-group", "old-main",
+	"old-group", "old-tree", "new-tree"}
 
 // effect is one thing the loop must do, as data.
 type effect struct {
@@ -107,6 +117,7 @@ type effect struct {
 	to    target
 	sig   syscall.Signal
 	pid   int // effSignal: the main pid or the group's pgid; spare group for toTree
+	pgid  int // effSignal to an instance (old or new): its recorded group
 	dl    deadline
 	d     time.Duration
 	hook  HookKind

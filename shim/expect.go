@@ -73,9 +73,13 @@ const pidfileRetry = 20 * time.Millisecond
 // Only upshim's own child may become the main process: it alone can wait
 // for it, and nothing else can have taken its pid while it is unreaped.
 func (s *Supervisor) survivor() (pid int, retry bool, err error) {
-	hook, probe := 0, 0
+	hook, probe, old, oldGroup := 0, 0, 0, 0
 	if s.m.hook != nil {
 		hook = s.m.hook.pid
+	}
+	if o := s.m.old; o != nil {
+		// A replace: the old instance's processes are not the new one's.
+		old, oldGroup = o.pid, o.pgid
 	}
 	if s.m.probe != nil {
 		probe = s.m.probe.pid
@@ -85,7 +89,7 @@ func (s *Supervisor) survivor() (pid int, retry bool, err error) {
 		if err != nil {
 			return 0, true, fmt.Errorf("--pidfile %s: %v", s.cfg.PidFile, err)
 		}
-		if pid <= 1 || pid == hook || pid == probe || s.procs.parent(pid) != s.self {
+		if pid <= 1 || pid == hook || pid == probe || (old != 0 && pid == old) || s.procs.parent(pid) != s.self {
 			// Perhaps a stale pidfile the daemon has yet to rewrite.
 			return 0, true, fmt.Errorf("--pidfile %s names pid %d, which is not upshim's child: refused", s.cfg.PidFile, pid)
 		}
@@ -93,9 +97,13 @@ func (s *Supervisor) survivor() (pid int, retry bool, err error) {
 	}
 	var kids []int
 	for _, pid := range s.procs.children() {
-		if pid != hook && pid != probe {
-			kids = append(kids, pid)
+		if pid == hook || pid == probe || (old != 0 && pid == old) {
+			continue
 		}
+		if g, err := s.procs.group(pid); oldGroup != 0 && err == nil && g == oldGroup {
+			continue
+		}
+		kids = append(kids, pid)
 	}
 	switch len(kids) {
 	case 1:

@@ -214,8 +214,8 @@ func (m *machine) probing() bool {
 	switch m.phase {
 	case phRunning, phPostStart:
 		return true
-	case phStarting:
-		return m.cfg.Expect == ExpectHealth
+	case phStarting, phReplaceStarting:
+		return m.readyByProbe()
 	}
 	return false
 }
@@ -246,7 +246,7 @@ func (m *machine) inStartPeriod() bool {
 	if m.inst.periodOver {
 		return false
 	}
-	return m.phase == phStarting || m.now.Sub(m.inst.started) < time.Duration(m.cfg.HealthStartPeriod)
+	return m.starting() || m.now.Sub(m.inst.started) < time.Duration(m.cfg.HealthStartPeriod)
 }
 
 // probeDelay is the wait before the next probe: the start interval in
@@ -375,7 +375,7 @@ func (m *machine) probeDone() {
 func (m *machine) probePassed() {
 	was := m.inst.health
 	m.inst.periodOver, m.inst.streak, m.inst.health = true, 0, healthHealthy
-	if m.phase == phStarting && m.cfg.Expect == ExpectHealth {
+	if m.starting() && m.readyByProbe() {
 		m.becomeReady() // its STATUS= says healthy
 		return
 	}

@@ -61,10 +61,27 @@ const (
 	phDown
 	// phDone: nothing is left; Run returns.
 	phDone
+	// The phases of a replace (replace.go): two instances are alive, the
+	// old one in m.old, the new one in m.inst.
+	//
+	// phReplacePreStart: the new instance's pre-start runs; the old serves.
+	phReplacePreStart
+	// phReplaceStarting: the new main process runs, not ready yet; the
+	// old serves.
+	phReplaceStarting
+	// phReplacePostStart: the new one is ready; its post-start runs, the
+	// old still serves.
+	phReplacePostStart
+	// phReplaceStopping: the old one got the kill signal; waiting for it
+	// and its group to go, with SIGKILL to its tree at the deadline.
+	phReplaceStopping
+	// phReplacePostStop: the old one is gone; its post-stop runs.
+	phReplacePostStop
 )
 
 var phaseNames = [...]string{"init", "pre-start", "starting", "awaiting-pidfile", "running", "following", "post-start",
-	"post-start-ended", "backoff", "pre-stop", "stopping", "post-stop", "draining", "down", "done"}
+	"post-start-ended", "backoff", "pre-stop", "stopping", "post-stop", "draining", "down", "done",
+	"replace-pre-start", "replace-starting", "replace-post-start", "replace-stopping", "replace-post-stop"}
 
 func (p phase) String() string { return phaseNames[p] }
 
@@ -76,6 +93,8 @@ func (p phase) statusName() string {
 		return "starting"
 	case phPostStart, phPostStartEnded, phFollowing:
 		return "running"
+	case phReplacePreStart, phReplaceStarting, phReplacePostStart, phReplaceStopping, phReplacePostStop:
+		return "replacing"
 	}
 	return p.String()
 }
@@ -118,6 +137,11 @@ type instance struct {
 	health     string // "", starting, healthy or unhealthy
 	streak     int    // failed probes in a row
 	periodOver bool   // a probe passed: the start period is over
+
+	// For the old instance of a replace: how its main process ended, and
+	// whether upshim had sent it the kill signal by then.
+	end       syscall.WaitStatus
+	signalled bool
 }
 
 // hookRun is the one hook running at a time.
@@ -194,6 +218,8 @@ type machine struct {
 	phase    phase
 	then     intent
 	inst     instance
+	old      *instance // during a replace, the instance being replaced (replace.go)
+	replace  replaceRun
 	hook     *hookRun
 	deferred *exit // the main process's end, kept while post-start runs
 	next     next  // what follows post-stop
@@ -243,7 +269,7 @@ func (m *machine) step(ev event) []effect {
 	m.eff = m.eff[:0]
 	m.now = ev.at
 	switch ev.kind {
-	case evMainExit, evLauncherExit, evHookExit, evOrphanExit, evProbeExit:
+	case evMainExit, evLauncherExit, evHookExit, evOrphanExit, evProbeExit, evOldExit:
 		ev.kind = m.roleOf(ev.pid) // an exit's role is the machine's to say
 	}
 	switch ev.kind {
@@ -300,6 +326,10 @@ func (m *machine) step(ev event) []effect {
 		m.onProbeStarted(ev)
 	case evProbeResult:
 		m.onProbeResult(ev)
+	case evOldExit:
+		m.onOldExit(ev)
+	case evReplaceSignal:
+		m.onReplace(nil, ev.strays)
 	}
 	return m.eff
 }
@@ -311,9 +341,11 @@ func (m *machine) roleOf(pid int) evKind {
 		return evHookExit
 	case m.probe != nil && m.probe.pid != 0 && pid == m.probe.pid:
 		return evProbeExit
+	case m.old != nil && pid != 0 && pid == m.old.pid:
+		return evOldExit
 	case pid == 0 || pid != m.inst.pid:
 		return evOrphanExit
-	case m.phase == phStarting && m.cfg.Expect.forks():
+	case m.starting() && m.cfg.Expect.forks():
 		return evLauncherExit
 	}
 	return evMainExit
@@ -340,6 +372,12 @@ func (m *machine) signal(to target, sig syscall.Signal, why string) {
 		pid = m.hookPgid()
 	case toSelf:
 		pid = 0
+	case toOldMain, toOldGroup, toOldTree:
+		m.emit(effect{kind: effSignal, to: to, sig: sig, pid: m.old.pid, pgid: m.old.pgid, what: why})
+		return
+	case toNewTree:
+		m.emit(effect{kind: effSignal, to: to, sig: sig, pid: m.inst.pid, pgid: m.inst.pgid, what: why})
+		return
 	}
 	m.emit(effect{kind: effSignal, to: to, sig: sig, pid: pid, what: why})
 }
@@ -423,21 +461,21 @@ func (m *machine) onSpawned(ev event) {
 		}
 		return
 	}
-	if m.phase != phStarting || m.inst.pid != 0 {
+	if !m.starting() || m.inst.pid != 0 {
 		return // nothing asked for a main process
 	}
 	m.inst.pid, m.inst.pgid, m.inst.started = ev.pid, ev.pid, ev.at
 	m.inst.terminal = ev.fg
 	m.ranOnce, m.notifyWarned = true, false
 	m.logf(levelDebug, "main process (%d) started: %s", ev.pid, m.cfg.Command[0])
-	if m.cfg.Expect == ExpectNone {
+	if m.cfg.Expect == ExpectNone && !m.readyByProbe() {
 		m.becomeReady()
 		return
 	}
-	if m.cfg.StartTimeout > 0 {
-		m.arm(dlStart, time.Duration(m.cfg.StartTimeout))
+	if d := m.startTimeout(); d > 0 {
+		m.arm(dlStart, d)
 	}
-	if m.cfg.Expect == ExpectHealth {
+	if m.readyByProbe() {
 		m.startProbing() // the first passing probe makes it ready
 	}
 }
@@ -446,6 +484,10 @@ func (m *machine) onSpawnFailed(ev event) {
 	if h := m.hook; h != nil && h.pid == 0 {
 		m.hook = nil
 		m.logf(levelError, "%s hook: cannot execute /bin/sh: %v", h.kind, ev.err)
+		if m.old != nil {
+			m.replaceHookFailed(h.kind, "cannot execute /bin/sh: "+ev.err.Error())
+			return
+		}
 		switch h.kind {
 		case PreStart:
 			m.next = next{code: 126}
@@ -462,7 +504,11 @@ func (m *machine) onSpawnFailed(ev event) {
 		}
 		return
 	}
-	if m.phase != phStarting || m.inst.pid != 0 {
+	if !m.starting() || m.inst.pid != 0 {
+		return
+	}
+	if m.old != nil {
+		m.replaceFailed(fmt.Sprintf("%s: cannot start: %v", m.cfg.Command[0], ev.err))
 		return
 	}
 	if ev.code == 0 {
@@ -484,6 +530,10 @@ func (m *machine) onSpawnFailed(ev event) {
 // start and systemd's ExecStartPost= have it: a post-start that waits
 // until the service answers makes a readiness check of it.
 func (m *machine) becomeReady() {
+	if m.old != nil {
+		m.newReady()
+		return
+	}
 	m.disarm(dlStart)
 	m.phase = phRunning
 	m.logf(levelDebug, "main process (%d) is ready", m.inst.pid)
@@ -525,6 +575,10 @@ func (m *machine) runningStatus() string {
 // it was ready: exit 0 hands the service over to what it left behind;
 // anything else is a failed start.
 func (m *machine) onLauncherExit(ev event) {
+	if m.old != nil {
+		m.onNewLauncherExit(ev)
+		return
+	}
 	m.inst.pid, m.last, m.lastEnded = 0, ev.status, true
 	if m.inst.timedOut || m.then != intentNone {
 		m.mainGone(ev)
@@ -543,7 +597,10 @@ func (m *machine) onLauncherExit(ev event) {
 // process: at start-up, or when a running daemon re-forked.
 func (m *machine) onFound(ev event) {
 	switch m.phase {
-	case phStarting, phAwaitPidfile:
+	case phStarting, phAwaitPidfile, phReplaceStarting:
+		if m.phase == phReplaceStarting && (m.inst.launcher == 0 || m.inst.pid != 0) {
+			return // nothing was looked for
+		}
 		m.disarm(dlPidfile)
 		m.adopt(ev.pid, ev.pgid)
 		m.logf(levelDebug, "the launcher (%d) exited 0; main process is %d", m.inst.launcher, ev.pid)
@@ -579,6 +636,15 @@ func (m *machine) adopt(pid, pgid int) {
 // pidfile, or fail the start, or (a running daemon) take the end as final.
 func (m *machine) onNotFound(ev event) {
 	switch m.phase {
+	case phReplaceStarting:
+		if m.inst.launcher == 0 || m.inst.pid != 0 {
+			return
+		}
+		if ev.retry && ev.at.Sub(m.inst.since) < m.pidfileWait() {
+			m.arm(dlPidfile, pidfileRetry)
+			return
+		}
+		m.replaceFailed("expected a fork, but " + ev.err.Error())
 	case phStarting, phAwaitPidfile:
 		if ev.retry && ev.at.Sub(m.inst.since) < m.pidfileWait() {
 			if m.phase == phStarting {
@@ -644,6 +710,10 @@ func (m *machine) startFailed(at time.Time, ws syscall.WaitStatus) {
 
 // onMainExit handles the end of the main process.
 func (m *machine) onMainExit(ev event) {
+	if m.old != nil {
+		m.onNewExit(ev)
+		return
+	}
 	m.inst.pid, m.last, m.lastEnded = 0, ev.status, true
 	switch m.phase {
 	case phRunning, phPostStart:
@@ -694,7 +764,7 @@ func (m *machine) onMainStopped(ev event) {
 	if ev.pid != m.inst.pid {
 		return
 	}
-	if m.phase == phStarting && m.cfg.Expect == ExpectStop {
+	if m.starting() && m.cfg.Expect == ExpectStop {
 		// --expect stop: the service says it is ready by stopping itself.
 		m.signal(toMain, syscall.SIGCONT, "ready")
 		m.becomeReady()
@@ -852,6 +922,10 @@ func (m *machine) finish(code int, signalled bool) {
 // onReaped ends a stop once nothing is left, and catches what a process
 // forked while SIGKILL went round.
 func (m *machine) onReaped(ev event) {
+	if m.phase == phReplaceStopping {
+		m.onReapedReplacing(ev)
+		return
+	}
 	if m.phase != phStopping && m.phase != phDraining {
 		return
 	}
@@ -906,6 +980,9 @@ func (m *machine) requestStop(then intent, why string) {
 		return
 	}
 	m.quiesce()
+	if m.old != nil && m.stopDuringReplace(then, why) {
+		return
+	}
 	if m.then != intentNone {
 		m.logf(levelDebug, "%s to stop; a stop is under way, waiting for it", why)
 		if m.then != intentExit {
@@ -1035,6 +1112,10 @@ func (m *machine) onHookExit(ev event) {
 	default:
 		m.logf(levelDebug, "%s hook (%d) %s", h.kind, ev.pid, describeStatus(ev.status))
 	}
+	if m.old != nil || m.phase == phReplacePostStop {
+		m.onReplaceHookExit(h, ev, ok)
+		return
+	}
 	switch h.kind {
 	case PreStart:
 		if ok && m.then == intentNone {
@@ -1107,13 +1188,20 @@ func (m *machine) onDeadline(ev event) {
 		case phStopping, phDraining, phPostStop:
 			m.logf(levelInfo, "still running after %s; sending SIGKILL", m.cfg.KillTimeout)
 			m.killEverything()
+		case phReplaceStopping:
+			m.killOld()
 		}
 	case dlSweep:
 		m.emit(effect{kind: effPokeReaper})
-		m.signal(toTree, syscall.SIGKILL, "sweep")
+		if m.phase == phReplaceStopping && !m.killed {
+			m.signal(toOldTree, syscall.SIGKILL, "sweep")
+		} else {
+			m.signal(toTree, syscall.SIGKILL, "sweep")
+		}
 		m.arm(dlSweep, sweepInterval)
 	case dlPidfile:
-		if m.phase == phAwaitPidfile || m.phase == phFollowing {
+		if m.phase == phAwaitPidfile || m.phase == phFollowing ||
+			(m.phase == phReplaceStarting && m.inst.pid == 0 && m.inst.launcher != 0) {
 			m.emit(effect{kind: effFindMain})
 		}
 	case dlStart:
@@ -1139,7 +1227,7 @@ func (m *machine) onDeadline(ev event) {
 
 // onStartTimeout handles --start-timeout: the service was not ready.
 func (m *machine) onStartTimeout(ev event) {
-	if m.phase != phStarting {
+	if !m.starting() {
 		return
 	}
 	what := "the service to be ready"
@@ -1156,6 +1244,10 @@ func (m *machine) onStartTimeout(ev event) {
 			what += " (last: " + firstLine(m.lastProbe) + ")"
 		}
 	}
+	if m.old != nil {
+		m.replaceFailed(fmt.Sprintf("expected %s after %s", what, m.startTimeout()))
+		return
+	}
 	m.quiesce()
 	m.logf(levelError, "expected %s after %s; killing it", what, m.cfg.StartTimeout)
 	m.inst.timedOut = true
@@ -1170,7 +1262,7 @@ func (m *machine) onStartTimeout(ev event) {
 // onRelaySignal passes a signal on to the service, after --rewrite.
 func (m *machine) onRelaySignal(ev event) {
 	sig := ev.sig
-	if sig == syscall.SIGCONT && m.inst.terminal && m.inst.pid != 0 {
+	if sig == syscall.SIGCONT && m.inst.terminal && m.inst.pid != 0 && m.old == nil {
 		// fg after a Ctrl-Z gave the terminal back to upshim's group; the
 		// service is the one reading it.
 		m.emit(effect{kind: effTerminal, pid: m.inst.pgid})
@@ -1186,18 +1278,28 @@ func (m *machine) onRelaySignal(ev event) {
 	m.send(to, m.cfg.SignalGroup, "relay")
 }
 
-// send delivers sig to the main process, or to its group.
-func (m *machine) send(sig syscall.Signal, group bool, why string) bool {
+// send delivers sig to the main process, or to its group, and returns
+// its pid, or 0 when there is none. Until a replace's new instance is
+// ready, the old one, which serves, is the main process.
+func (m *machine) send(sig syscall.Signal, group bool, why string) int {
+	if m.oldServes() {
+		if group {
+			m.signal(toOldGroup, sig, why)
+		} else {
+			m.signal(toOldMain, sig, why)
+		}
+		return m.old.pid
+	}
 	if m.inst.pid == 0 {
 		m.logf(levelDebug, "%s %s: no main process", why, SignalName(sig))
-		return false
+		return 0
 	}
 	if group {
 		m.signal(toMainGroup, sig, why)
 	} else {
 		m.signal(toMain, sig, why)
 	}
-	return true
+	return m.inst.pid
 }
 
 // reload sends the reload signal to the main process. A reload never
@@ -1207,6 +1309,13 @@ func (m *machine) send(sig syscall.Signal, group bool, why string) bool {
 // the start is over. With nothing running, nothing goes upward.
 func (m *machine) reload(r *request) {
 	sig := syscall.Signal(m.cfg.ReloadSignal)
+	if m.old != nil {
+		m.logf(levelInfo, "reload: a replace is in progress; %s not sent", SignalName(sig))
+		if r != nil {
+			m.reply(r, "error replace in progress")
+		}
+		return
+	}
 	if m.inst.pid == 0 || !m.serving() {
 		m.logf(levelInfo, "reload: the service is %s; %s not sent", m.phase, SignalName(sig))
 		if r != nil {
@@ -1254,6 +1363,8 @@ func (m *machine) onNotify(ev event) {
 			m.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s %s: ignored", v, n.mainPIDWhy)
 		case !n.mainPIDOK:
 			m.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s is not one of upshim's descendants: ignored", v)
+		case m.old != nil:
+			m.warnNotify("warning: NOTIFY_SOCKET: MAINPID=%s during a replace: ignored", v)
 		case n.mainPID != m.inst.pid && m.inst.pid != 0:
 			m.logf(levelInfo, "main process is now %d (MAINPID), was %d", n.mainPID, m.inst.pid)
 			m.adopt(n.mainPID, n.mainPGID)
@@ -1278,6 +1389,14 @@ func (m *machine) onNotify(ev event) {
 		switch m.phase {
 		case phStarting:
 			m.becomeReady()
+		case phReplaceStarting:
+			// Only the new instance's own READY=1 ends its start: the
+			// old one may send one after a reload of its own.
+			if n.fromMain && m.inst.pid != 0 {
+				m.becomeReady()
+			} else {
+				m.logf(levelDebug, "READY=1 from pid %d, which is not in the new instance's tree: ignored", n.pid)
+			}
 		case phRunning, phPostStart:
 			m.announce("READY=1") // done reloading
 		}
@@ -1319,8 +1438,12 @@ func (m *machine) onRequest(ev event) {
 			m.waiting = append(m.waiting, r)
 			m.requestStop(intentDown, "asked over --control")
 		}
+	case "replace":
+		m.onReplace(r, ev.strays)
 	case "restart":
 		switch {
+		case m.old != nil:
+			m.reply(r, "error replace in progress")
 		case m.phase == phDown:
 			m.restartFromDown()
 			m.reply(r, "ok "+m.startedText())
@@ -1340,11 +1463,12 @@ func (m *machine) onRequest(ev event) {
 			m.reply(r, "error want signal SIG")
 			return
 		}
-		if !m.send(syscall.Signal(sig), m.cfg.SignalGroup, "signal") {
+		pid := m.send(syscall.Signal(sig), m.cfg.SignalGroup, "signal")
+		if pid == 0 {
 			m.reply(r, "error not running")
 			return
 		}
-		m.reply(r, fmt.Sprintf("ok sent %s to %d", sig, m.inst.pid))
+		m.reply(r, fmt.Sprintf("ok sent %s to %d", sig, pid))
 	case "rotate":
 		m.emit(effect{kind: effRotate, req: r})
 	case "exit":
@@ -1355,7 +1479,7 @@ func (m *machine) onRequest(ev event) {
 		}
 		m.requestStop(intentExit, "asked over --control")
 	default:
-		m.reply(r, fmt.Sprintf("error unknown verb %q (want status, start, stop, restart, reload, signal, rotate or exit)", r.verb))
+		m.reply(r, fmt.Sprintf("error unknown verb %q (want status, start, stop, restart, replace, reload, signal, rotate or exit)", r.verb))
 	}
 }
 
@@ -1423,6 +1547,17 @@ func (m *machine) statusNow(now time.Time) Status {
 	if m.inst.pid != 0 {
 		st.UptimeSeconds = now.Sub(m.inst.started).Round(time.Millisecond).Seconds()
 	}
+	if o := m.old; o != nil {
+		// Both instances: pid is the old one until the replace is over.
+		st.PID, st.NewPID, st.UptimeSeconds = o.pid, m.inst.pid, 0
+		if o.pid != 0 {
+			st.UptimeSeconds = now.Sub(o.started).Round(time.Millisecond).Seconds()
+		}
+		st.Ready = m.oldServes() || m.phase == phReplaceStopping || m.phase == phReplacePostStop
+		if m.cfg.Health.Kind != ProbeNone && o.health != "" && m.oldServes() {
+			st.Health, st.FailingStreak = o.health, o.streak
+		}
+	}
 	if m.ranOnce && m.lastEnded {
 		code := exitCode(m.last)
 		st.LastExit, st.LastExitCode = describeStatus(m.last), &code
@@ -1447,6 +1582,9 @@ func (m *machine) statusText(now time.Time, asJSON bool) string {
 		// float does not convert back to a round Duration.
 		up := time.Duration(math.Round(st.UptimeSeconds*1e3)) * time.Millisecond
 		text += fmt.Sprintf(", pid %d, up %s", st.PID, up)
+	}
+	if st.NewPID != 0 {
+		text += fmt.Sprintf(", new pid %d", st.NewPID)
 	}
 	text += fmt.Sprintf(", %d respawns", st.Respawns)
 	if st.LastExit != "" {

@@ -36,6 +36,7 @@ func gridConfig() *Config {
 		RespawnDelay: Duration(time.Second), KillSignal: Signal(syscall.SIGTERM),
 		KillTimeout: Duration(5 * time.Second), ReloadSignal: Signal(syscall.SIGHUP), WatchdogSignal: Signal(syscall.SIGABRT),
 		HookTimeout: Duration(30 * time.Second), StartTimeout: Duration(90 * time.Second),
+		ReplaceTimeout: Duration(60 * time.Second),
 	}
 }
 
@@ -150,7 +151,46 @@ var fixtures = []fixture{
 		steps: []event{evStarted, evMainSpawned, evProbeDue}},
 	{name: "post-start (watchdog, health)", setup: func(c *Config) { allHooks(c); watchdog(c); probeHTTP(c) },
 		steps: []event{evStarted, evHookSpawned, exitOf(hookPid, exited(0)), evMainSpawned, evHookSpawned}},
+
+	// A replace: the old instance is the main process 100, the new one 300.
+	{name: "replace-pre-start", setup: func(c *Config) { allHooks(c); c.Expect = ExpectNotify },
+		steps: []event{evStarted, evHookSpawned, exitOf(hookPid, exited(0)), evMainSpawned, notifyEv("READY=1"),
+			evHookSpawned, exitOf(hookPid, exited(0)), ctlReq("replace"), evHookSpawned}},
+	{name: "replace-starting (notify)", setup: notifyExpect,
+		steps: []event{evStarted, evMainSpawned, notifyEv("READY=1"), ctlReq("replace"), evNewSpawned}},
+	{name: "replace-starting (none, health)", setup: probeHTTP,
+		steps: []event{evStarted, evMainSpawned, ctlReq("replace"), evNewSpawned}},
+	{name: "replace-starting (fork)", setup: func(c *Config) { c.Expect = ExpectFork },
+		steps: []event{evStarted, {kind: evSpawned, pid: 150}, exitOf(150, exited(0)), {kind: evFound, pid: mainPid, pgid: mainPid},
+			ctlReq("replace"), evNewSpawned}},
+	{name: "replace-starting (old ended)", setup: notifyExpect,
+		steps: []event{evStarted, evMainSpawned, notifyEv("READY=1"), ctlReq("replace"), evNewSpawned, exitOf(mainPid, exited(1))}},
+	{name: "replace-post-start", setup: func(c *Config) { allHooks(c); c.Expect = ExpectNotify },
+		steps: []event{evStarted, evHookSpawned, exitOf(hookPid, exited(0)), evMainSpawned, notifyEv("READY=1"),
+			evHookSpawned, exitOf(hookPid, exited(0)), ctlReq("replace"), evHookSpawned, exitOf(hookPid, exited(0)),
+			evNewSpawned, newReady, evHookSpawned}},
+	{name: "replace-stopping", setup: notifyExpect,
+		steps: []event{evStarted, evMainSpawned, notifyEv("READY=1"), ctlReq("replace"), evNewSpawned, newReady}},
+	{name: "replace-stopping (old reaped, group left)", setup: notifyExpect,
+		steps: []event{evStarted, evMainSpawned, notifyEv("READY=1"), ctlReq("replace"), evNewSpawned, newReady,
+			exitOf(mainPid, killedBy(syscall.SIGTERM)), evOldGroupLeft}},
+	{name: "replace-stopping (stop waiting)", setup: notifyExpect,
+		steps: []event{evStarted, evMainSpawned, notifyEv("READY=1"), ctlReq("replace"), evNewSpawned, newReady, ctlReq("stop")}},
+	{name: "replace-post-stop", setup: func(c *Config) { allHooks(c); c.Expect = ExpectNotify },
+		steps: []event{evStarted, evHookSpawned, exitOf(hookPid, exited(0)), evMainSpawned, notifyEv("READY=1"),
+			evHookSpawned, exitOf(hookPid, exited(0)), ctlReq("replace"), evHookSpawned, exitOf(hookPid, exited(0)),
+			evNewSpawned, newReady, evHookSpawned, exitOf(hookPid, exited(0)), exitOf(mainPid, killedBy(syscall.SIGTERM)),
+			{kind: evReaped}, evHookSpawned}},
 }
+
+func notifyExpect(c *Config) { c.Expect = ExpectNotify }
+
+var (
+	evNewSpawned   = event{kind: evSpawned, pid: newPid}
+	evOldGroupLeft = event{kind: evReaped, oldLeft: 1}
+	// newReady is READY=1 from the new instance's tree.
+	newReady = event{kind: evNotify, note: &notification{pid: newPid, fields: map[string]string{"READY": "1"}, allowed: true, fromMain: true}}
+)
 
 // gridEvents is every kind of event, with the values the walk uses.
 var gridEvents = []struct {
@@ -217,6 +257,13 @@ var gridEvents = []struct {
 	{"probe passed", event{kind: evProbeResult, final: true, ok: true, output: "HTTP/1.1 200 OK"}},
 	{"probe failed", evProbeFailed},
 	{"probe result, stale", event{kind: evProbeResult, seq: -1, final: true, output: "late"}},
+	{"ctl replace", ctlReq("replace")},
+	{"signal replace", event{kind: evReplaceSignal, sig: syscall.SIGUSR2}},
+	{"ctl replace, strays", event{kind: evRequest, req: &request{verb: "replace"}, strays: "process 999 (x) is below upshim but in no tree"}},
+	{"exit new 0", exitOf(newPid, exited(0))},
+	{"exit new 1", exitOf(newPid, exited(1))},
+	{"notify READY=1 (old)", event{kind: evNotify, note: &notification{pid: mainPid, fields: map[string]string{"READY": "1"}, allowed: true}}},
+	{"reaped, old's group left", evOldGroupLeft},
 }
 
 func notifyEv(field string) event {
@@ -279,6 +326,9 @@ func stateName(m *machine) string {
 	if n := len(m.waiting); n > 0 {
 		s += fmt.Sprintf(" (%d waiting)", n)
 	}
+	if m.old != nil {
+		s += fmt.Sprintf(" {old %d, new %d}", m.old.pid, m.inst.pid)
+	}
 	if m.inst.ending != "" {
 		s += " [" + m.inst.ending + "]"
 	}
@@ -308,6 +358,9 @@ func (e effect) String() string {
 		}
 		return s
 	case effSignal:
+		if e.pgid != 0 {
+			return fmt.Sprintf("signal %s %s (%d, group %d)", targetNames[e.to], SignalName(e.sig), e.pid, e.pgid)
+		}
 		return fmt.Sprintf("signal %s %s (%d)", targetNames[e.to], SignalName(e.sig), e.pid)
 	case effArm:
 		return fmt.Sprintf("arm %s %s", e.dl, e.d)
@@ -341,6 +394,9 @@ func walk() string {
 	b.WriteString("# ends the run], health and failing streak, the probe in flight), then the effects.\n")
 	b.WriteString("# Config: --respawn-limit 10/5 --respawn-delay 1s --kill-timeout 5s, plus what the state says;\n")
 	b.WriteString("# --watchdog 10s; a probe with --health-interval 3s --health-timeout 2s --health-start-interval 1s.\n")
+	b.WriteString("# A replace: {old OLD, new NEW} are its two instances' main processes (0: gone); the old is 100,\n")
+	b.WriteString("# the new 300; --replace-timeout 60s. \"ctl replace, strays\" is a replace under --kill-mode all\n")
+	b.WriteString("# where a process below upshim is in no instance's tree (it matters only under kill-mode all).\n")
 	for _, f := range fixtures {
 		fmt.Fprintf(&b, "\n## %s\n", f.name)
 		m := f.build()

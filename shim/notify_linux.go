@@ -184,7 +184,12 @@ func (n *notifySocket) close() {
 // (see mainfd_linux.go) if the machine adopts it.
 func (s *Supervisor) vet(n notification) *notification {
 	n.allowed = n.uid == 0 || n.uid == os.Getuid() || (s.setup.cred != nil && n.uid == int(s.setup.cred.Uid))
-	for _, k := range []string{"WATCHDOG", "WATCHDOG_USEC", "EXTEND_TIMEOUT_USEC"} {
+	for _, k := range []string{"WATCHDOG", "WATCHDOG_USEC", "EXTEND_TIMEOUT_USEC", "READY"} {
+		// READY=1 is checked only during a replace, where the old
+		// instance's must not end the new one's start.
+		if k == "READY" && s.m.old == nil {
+			continue
+		}
 		if _, ok := n.fields[k]; ok && n.allowed {
 			n.fromMain = s.fromMainTree(n.pid)
 			break

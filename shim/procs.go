@@ -18,6 +18,10 @@ type procs interface {
 	// and says how many it reached (-1: it cannot tell); pgid is the
 	// main process's group, the fallback when /proc cannot list them.
 	signalTree(sig syscall.Signal, pgid, spare int) int
+	// signalInstance sends sig to one instance's tree: the descendants of
+	// main (0: gone) and the members of group pgid, and says how many it
+	// reached (-1: it cannot tell); sig 0 only counts them.
+	signalInstance(sig syscall.Signal, main, pgid int) int
 	// reap collects every child that has ended or stopped; none says no
 	// child is left at all.
 	reap(buf []exit) (exits []exit, none bool)
@@ -45,6 +49,13 @@ func (osProcs) signalTree(sig syscall.Signal, pgid, spare int) int {
 		return 0
 	}
 	return signalDescendants(sig, pgid, spare)
+}
+
+func (osProcs) signalInstance(sig syscall.Signal, main, pgid int) int {
+	if noChildren() {
+		return 0
+	}
+	return signalInstance(sig, main, pgid)
 }
 
 func (osProcs) reap(buf []exit) ([]exit, bool) { return reap(buf) }

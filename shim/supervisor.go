@@ -351,7 +351,11 @@ func (s *Supervisor) loop() {
 		case p := <-s.probes:
 			s.dispatch(event{kind: evProbeResult, at: time.Now(), seq: p.seq, output: p.output, final: p.final, ok: p.ok})
 		case r := <-s.requests:
-			s.dispatch(event{kind: evRequest, at: time.Now(), req: r})
+			ev := event{kind: evRequest, at: time.Now(), req: r}
+			if r.verb == "replace" {
+				ev.strays = s.strays()
+			}
+			s.dispatch(ev)
 		}
 	}
 	s.clock.stop()
@@ -371,7 +375,11 @@ func (s *Supervisor) collect() {
 		}
 		s.dispatch(event{kind: s.m.roleOf(e.pid), at: now, pid: e.pid, status: e.status})
 	}
-	s.dispatch(event{kind: evReaped, at: now, none: none})
+	ev := event{kind: evReaped, at: now, none: none}
+	if o := s.m.old; o != nil && o.pid == 0 && s.m.phase == phReplaceStopping {
+		ev.oldLeft = s.procs.signalInstance(0, 0, o.pgid)
+	}
+	s.dispatch(ev)
 }
 
 // onSignal turns a signal sent to upshim into its event.
@@ -383,7 +391,11 @@ func (s *Supervisor) onSignal(sig syscall.Signal) {
 	case unix.SIGHUP:
 		kind = evReloadSignal
 	}
-	s.dispatch(event{kind: kind, at: time.Now(), sig: sig})
+	ev := event{kind: kind, at: time.Now(), sig: sig}
+	if sig == syscall.Signal(s.cfg.ReplaceSignal) && sig != 0 {
+		ev.kind, ev.strays = evReplaceSignal, s.strays()
+	}
+	s.dispatch(ev)
 }
 
 // onClock handles the one timer: every deadline that has passed.
@@ -420,7 +432,7 @@ func (s *Supervisor) dispatch(ev event) {
 		}
 	}
 	s.pending = s.pending[:0]
-	if s.mainFD != nil && s.mainFDPid != s.m.inst.pid {
+	if s.mainFD != nil && s.mainFDPid != s.m.inst.pid && (s.m.old == nil || s.mainFDPid != s.m.old.pid) {
 		s.forgetMainFD() // the main process it followed is no longer the main process
 	}
 }
@@ -494,7 +506,8 @@ func (s *Supervisor) do(e effect, now time.Time) {
 // failure for want of processes, descriptors or memory is a failed run.
 func (s *Supervisor) spawnMain(now time.Time) {
 	last := s.m.inst.pgid
-	fg := s.termFG && (!s.m.ranOnce || terminalForeground() || terminalOwnedBy(last))
+	// A replace's new instance never takes the terminal from the old one.
+	fg := s.termFG && s.m.old == nil && (!s.m.ranOnce || terminalForeground() || terminalOwnedBy(last))
 	pid, err := s.procs.spawn(s.cfg.Name, s.path, s.cfg.Command, s.main, fg)
 	if err != nil {
 		code := spawnFailureCode(err)
@@ -540,6 +553,11 @@ func (s *Supervisor) signal(e effect) {
 	case toSelf:
 		s.procs.signal(s.self, e.sig)
 		return
+	case toOldTree, toNewTree:
+		// One instance's tree, never the other's: the descendants of its
+		// main process and the members of its group.
+		s.procs.signalInstance(e.sig, e.pid, e.pgid)
+		return
 	}
 	target := e.pid
 	switch e.to {
@@ -554,6 +572,19 @@ func (s *Supervisor) signal(e effect) {
 	case toHookGroup, toProbeGroup:
 		if e.pid != s.pgrp {
 			target = -e.pid
+		}
+	case toOldGroup:
+		// The old instance's group as it is now, or, once its main
+		// process is gone, as recorded; never upshim's own.
+		g := e.pgid
+		if e.pid != 0 {
+			if now, err := s.procs.group(e.pid); err == nil {
+				g = now
+			}
+		}
+		target = 0
+		if g != s.pgrp && g > 1 {
+			target = -g
 		}
 	}
 	if target == s.mainFDPid && s.mainFD != nil {
@@ -573,6 +604,22 @@ func (s *Supervisor) signal(e effect) {
 		return
 	}
 	s.logf(levelDebug, "%s %s to %d", e.what, SignalName(e.sig), target)
+}
+
+// strays names, under --kill-mode all, a process below upshim in no tree
+// a replace could tell apart (see strayFrom); "" otherwise.
+func (s *Supervisor) strays() string {
+	if s.cfg.KillMode != KillAll || s.m.inst.pid == 0 {
+		return ""
+	}
+	var spared []int
+	if s.m.hook != nil && s.m.hook.pid != 0 {
+		spared = append(spared, s.m.hook.pid)
+	}
+	if s.m.probe != nil && s.m.probe.pid != 0 {
+		spared = append(spared, s.m.probe.pid)
+	}
+	return strayFrom(s.m.inst.pid, s.m.inst.pgid, spared...)
 }
 
 // findMain looks for the process a forking service's launcher left behind:

@@ -40,10 +40,11 @@ func (f *fakeProcs) signalTree(sig syscall.Signal, pgid, spare int) int {
 	return 0
 }
 
-func (f *fakeProcs) reap(buf []exit) ([]exit, bool) { return buf, false }
-func (f *fakeProcs) children() []int                { return f.kids }
-func (f *fakeProcs) parent(pid int) int             { return 1 }
-func (f *fakeProcs) group(pid int) (int, error)     { return pid, nil }
+func (f *fakeProcs) signalInstance(sig syscall.Signal, main, pgid int) int { return 0 }
+func (f *fakeProcs) reap(buf []exit) ([]exit, bool)                        { return buf, false }
+func (f *fakeProcs) children() []int                                       { return f.kids }
+func (f *fakeProcs) parent(pid int) int                                    { return 1 }
+func (f *fakeProcs) group(pid int) (int, error)                            { return pid, nil }
 
 // fakeSupervisor is a Supervisor for cfg on fake processes, started.
 func fakeSupervisor(t *testing.T, cfg Config) (*Supervisor, *fakeProcs, *bytes.Buffer) {

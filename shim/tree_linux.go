@@ -1,7 +1,9 @@
 package shim
 
 import (
+	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,4 +112,89 @@ func signalDescendant(pid int, sig syscall.Signal) bool {
 		return false
 	}
 	return unix.PidfdSendSignal(fd, sig, nil, 0) == nil
+}
+
+// signalInstance sends sig to one instance of the service, when a replace
+// has two alive: the descendants of its main process (0 once it is gone)
+// and the members of its process group pgid. A process of the other
+// instance is in neither, since each instance has a group of its own. It
+// returns how many it reached, or -1 when /proc cannot list them, where
+// only the group can be named. Sig 0 counts them.
+func signalInstance(sig syscall.Signal, main, pgid int) int {
+	own := unix.Getpgrp()
+	pids, ok := descendants()
+	if !ok {
+		if pgid > 1 && pgid != own {
+			unix.Kill(-pgid, sig)
+		}
+		return -1
+	}
+	self := os.Getpid()
+	n := 0
+	for _, pid := range pids {
+		if inInstance(pid, main, pgid, own, self) && signalDescendant(pid, sig) {
+			n++
+		}
+	}
+	return n
+}
+
+// inInstance reports whether pid is main, descends from it, or is in its
+// group pgid (never upshim's own group own, which a service may join).
+func inInstance(pid, main, pgid, own, self int) bool {
+	if main != 0 && pid == main {
+		return true
+	}
+	if g, err := unix.Getpgid(pid); err == nil && pgid > 1 && g == pgid && g != own {
+		return true
+	}
+	if main == 0 {
+		return false
+	}
+	for i := 0; pid > 1 && i < 64; i++ {
+		pid = parentOf(pid)
+		if pid == main {
+			return true
+		}
+		if pid == self {
+			return false
+		}
+	}
+	return false
+}
+
+// strayFrom names the first process below upshim that is in neither the
+// tree of main nor its group pgid, nor in a group spared (a hook's, a
+// probe's): under --kill-mode all, a replace could not tell whose it is.
+// "" when there is none, or when /proc cannot list them ("" would then
+// be wrong: it says so).
+func strayFrom(main, pgid int, spared ...int) string {
+	pids, ok := descendants()
+	if !ok {
+		return "/proc cannot list upshim's descendants"
+	}
+	own, self := unix.Getpgrp(), os.Getpid()
+	for _, pid := range pids {
+		if inInstance(pid, main, pgid, own, self) {
+			continue
+		}
+		g, err := unix.Getpgid(pid)
+		if err != nil {
+			continue // gone
+		}
+		if slices.Contains(spared, g) {
+			continue
+		}
+		return fmt.Sprintf("process %d (%s) is below upshim but in neither the main process's tree nor its group", pid, procName(pid))
+	}
+	return ""
+}
+
+// procName is the command name of pid, for messages.
+func procName(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
 }

@@ -65,6 +65,9 @@ func (m *machine) onWatchdogFields(n *notification) {
 	if !hasWD && !hasUsec && !hasExt {
 		return
 	}
+	if m.old != nil {
+		return // the watchdog pauses during a replace; the old one's pings mean nothing now
+	}
 	if !n.fromMain || m.inst.pid == 0 {
 		m.warnNotify("warning: NOTIFY_SOCKET: watchdog message from pid %d, which is not in the main process's tree: ignored", n.pid)
 		return

@@ -37,6 +37,9 @@ type Invocation struct {
 	// RuntimeDirectory: upshim puts its control socket in the runtime
 	// directory (--control auto), which a systemd unit then makes.
 	RuntimeDirectory bool
+	// ReplaceSignal is --replace-signal's name (USR2), or "": given, a
+	// systemd unit's reload sends it, so that systemctl reload replaces.
+	ReplaceSignal string
 }
 
 // stopBudget is the longest a stop can take inside upshim: pre-stop, the
@@ -76,7 +79,13 @@ func Systemd(inv Invocation) string {
 	}
 	b.WriteString("\n[Service]\nType=notify\n")
 	fmt.Fprintf(&b, "ExecStart=%s\n", systemdCommand(append([]string{inv.Upshim}, inv.Args...)))
-	b.WriteString("ExecReload=/bin/kill -HUP $MAINPID\n")
+	if inv.ReplaceSignal != "" {
+		// Asked for with --replace-signal: systemctl reload replaces the
+		// service (upshim ctl NAME reload still reloads it).
+		fmt.Fprintf(&b, "ExecReload=/bin/kill -%s $MAINPID\n", inv.ReplaceSignal)
+	} else {
+		b.WriteString("ExecReload=/bin/kill -HUP $MAINPID\n")
+	}
 	b.WriteString("KillMode=mixed\n")
 	fmt.Fprintf(&b, "TimeoutStopSec=%d\n", seconds(inv.stopBudget(), 5))
 	start := inv.StartTimeout
