@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -49,12 +51,43 @@ func lookPath(name string, env []string) (string, error) {
 // whoever killed upshim with SIGKILL wanted it gone at once.
 //
 // Linux sends it when the thread that forked the child ends, not the
-// process: Run locks the loop, which does every spawn, to its thread for
-// as long as upshim lives, so no spawn happens on a thread that may end
-// (the runtime ends a thread whose locked goroutine exits). It does not
-// reach a process the service forks (fork clears it), and a set-user-ID
-// program clears it at exec.
+// process, and the Go runtime ends a thread whose locked goroutine exits
+// (the log writer's, whose identity must not go back to the pool, does).
+// So every spawn happens on one thread that lives as long as upshim: the
+// spawner's (see spawn). It does not reach a process the service forks
+// (fork clears it), and a set-user-ID program clears it at exec.
 const deathSignal = syscall.SIGKILL
+
+// spawnRequest is one spawn for the spawner's thread.
+type spawnRequest struct {
+	name, path string
+	argv       []string
+	setup      *resolvedSetup
+	foreground bool
+	done       chan spawnResult
+}
+
+type spawnResult struct {
+	pid int
+	err error
+}
+
+var (
+	spawnerOnce sync.Once
+	spawns      chan spawnRequest
+)
+
+// spawner forks every child on one thread, locked for good, so that the
+// children's death signal never fires while upshim lives. The loop itself
+// stays unlocked: a locked loop would cost every relayed signal a switch
+// between threads, where a spawn is rare and costs one channel round trip.
+func spawner() {
+	runtime.LockOSThread() // never unlocked: the thread lives as long as upshim
+	for r := range spawns {
+		pid, err := forkExec(r.name, r.path, r.argv, r.setup, r.foreground)
+		r.done <- spawnResult{pid, err}
+	}
+}
 
 // spawn starts argv in a process group of its own, with the service's
 // setup, and returns its pid. It never waits: the child's exit reaches the
@@ -67,6 +100,18 @@ const deathSignal = syscall.SIGKILL
 // catches. Settings that only a process can make for itself go through the
 // setup helper (see SetupArg), which is upshim again.
 func spawn(name, path string, argv []string, setup *resolvedSetup, foreground bool) (int, error) {
+	spawnerOnce.Do(func() {
+		spawns = make(chan spawnRequest)
+		go spawner()
+	})
+	done := make(chan spawnResult, 1)
+	spawns <- spawnRequest{name, path, argv, setup, foreground, done}
+	r := <-done
+	return r.pid, r.err
+}
+
+// forkExec is spawn, on the spawner's thread.
+func forkExec(name, path string, argv []string, setup *resolvedSetup, foreground bool) (int, error) {
 	for _, fd := range setup.listen {
 		clearNonblock(int(fd))
 	}

@@ -225,12 +225,6 @@ func (s *Supervisor) prepare() (cleanup func(), err error) {
 	if s.path, err = lookPath(s.cfg.Command[0], s.setup.env); err != nil {
 		return cleanup, execError{fmt.Errorf("%s: %w", s.cfg.Command[0], err)}
 	}
-	// Every spawn happens on this goroutine, and so, locked, on one thread
-	// that lives as long as upshim: the children's death signal follows
-	// the thread that forked them (see deathSignal). Never unlocked. It is
-	// locked only now: before, each signal.Notify's round trip to the
-	// runtime's signal thread would cost a switch between threads.
-	runtime.LockOSThread()
 	return cleanup, nil
 }
 
