@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"errors"
@@ -835,7 +835,7 @@ func TestListenNoRefusalsUnderCrashLoop(t *testing.T) {
 func TestListenDemoServerRefusesNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "./examples/naivehttpserver").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "../examples/naivehttpserver").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	r, sock := startControlled(t, "--listen", "127.0.0.1:0", "--respawn-limit", "10/5", "--", dir+"/naivehttpserver")

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"fmt"
@@ -34,11 +34,11 @@ func get(t *testing.T, port int) string {
 func TestJobNaiveHTTPServer(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "./examples/naivehttpserver").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", dir+"/naivehttpserver", "../examples/naivehttpserver").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	port := freePort(t)
-	r := startShim(t, "--chdir", dir, "--env", fmt.Sprintf("ADDR=127.0.0.1:%d", port), "--job", "packaging/examples/naivehttpserver.conf")
+	r := startShim(t, "--chdir", dir, "--env", fmt.Sprintf("ADDR=127.0.0.1:%d", port), "--job", "../examples/naivehttpserver.conf")
 	if body := get(t, port); !strings.HasPrefix(body, "hello from naivehttpserver") {
 		t.Fatalf("answered %q", body)
 	}
@@ -66,7 +66,7 @@ http { access_log off; client_body_temp_path %[1]s/body;
 	server { listen 127.0.0.1:%[2]d; location / { return 200 "hello from nginx\n"; } } }
 `, dir, port)), 0o644)
 	opts := fmt.Sprintf("DAEMON_OPTS=-c %s -p %s", conf, dir)
-	r := startShim(t, "-v", "--env", "DAEMON="+nginx, "--env", opts, "--job", "packaging/examples/nginx.conf")
+	r := startShim(t, "-v", "--env", "DAEMON="+nginx, "--env", opts, "--job", "../examples/nginx.conf")
 	if body := get(t, port); body != "hello from nginx\n" {
 		t.Fatalf("answered %q", body)
 	}
@@ -76,7 +76,7 @@ http { access_log off; client_body_temp_path %[1]s/body;
 	r.assertNothingLeft()
 
 	os.WriteFile(conf, []byte("not nginx\n"), 0o644)
-	r = startShim(t, "--env", "DAEMON="+nginx, "--env", opts, "--job", "packaging/examples/nginx.conf")
+	r = startShim(t, "--env", "DAEMON="+nginx, "--env", opts, "--job", "../examples/nginx.conf")
 	if code := r.wait(); code == 0 || !strings.Contains(r.stderr.String(), "pre-start hook") {
 		t.Fatalf("a broken configuration: exit %d; stderr:\n%s", code, r.stderr)
 	}
@@ -132,7 +132,7 @@ func TestGenerateSystemd(t *testing.T) {
 	dir := t.TempDir()
 	for name, args := range map[string][]string{
 		"plain":  {"--respawn-limit", "10/5", "--kill-timeout", "20", "--pre-stop", "echo 'bye'", "--", "sleep", "100 %n $HOME"},
-		"nginxj": {"--job", "packaging/examples/nginx.conf"},
+		"nginxj": {"--job", "../examples/nginx.conf"},
 	} {
 		out, err := exec.Command(upshimBinary(t), append([]string{"generate", "systemd"}, args...)...).Output()
 		if err != nil {
@@ -156,7 +156,7 @@ func TestGenerateSystemd(t *testing.T) {
 				t.Errorf("quoting, timeout or path:\n%s", unit)
 			}
 		case "nginxj":
-			if !strings.Contains(unit, "After=network-online.target") || !strings.Contains(unit, "--job "+mustAbs(t, "packaging/examples/nginx.conf")) {
+			if !strings.Contains(unit, "After=network-online.target") || !strings.Contains(unit, "--job "+mustAbs(t, "../examples/nginx.conf")) {
 				t.Errorf("ordering or job path:\n%s", unit)
 			}
 		}

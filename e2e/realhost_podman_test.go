@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 )
 
 // The container example under a real container runtime: podman with runc,
-// offline. The image is a test twin of packaging/examples/Dockerfile: its
+// offline. The image is a test twin of examples/Dockerfile: its
 // FROM scratch stage as it is, with the binaries its build stage would
 // make copied from the test's build (the build stage pulls golang from a
 // registry), and the test service beside them. What this machine needs
@@ -168,20 +168,20 @@ func (p *podmanHost) stop(t *testing.T, name string) (time.Duration, string) {
 	return took, p.inspect(t, name, "{{.State.ExitCode}}")
 }
 
-// twin turns packaging/examples/Dockerfile into the Containerfile of the
+// twin turns examples/Dockerfile into the Containerfile of the
 // test's image, in the build context dir: its FROM scratch stage, with
 // each COPY --from=build /out/NAME taken from dir/NAME, which the test
 // makes as the build stage would.
 func twin(t *testing.T, dir string, makers map[string]func(path string)) []string {
 	t.Helper()
-	b, err := os.ReadFile("packaging/examples/Dockerfile")
+	b, err := os.ReadFile("../examples/Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(b)
 	i := strings.Index(s, "\nFROM scratch\n")
 	if i < 0 {
-		t.Fatalf("packaging/examples/Dockerfile has no FROM scratch stage")
+		t.Fatalf("examples/Dockerfile has no FROM scratch stage")
 	}
 	final := s[i+1:]
 	copyFrom := regexp.MustCompile(`(?m)^COPY --from=build /out/(\S+) `)
@@ -235,8 +235,8 @@ func TestPodman(t *testing.T) {
 		}
 	}
 	entry := twin(t, ctx, map[string]func(string){
-		"upshim":          copyTo(buildStatic(t, work, "upshim", ".")),
-		"naivehttpserver": copyTo(buildStatic(t, work, "naivehttpserver", "./examples/naivehttpserver")),
+		"upshim":          copyTo(buildStatic(t, work, "upshim", "..")),
+		"naivehttpserver": copyTo(buildStatic(t, work, "naivehttpserver", "../examples/naivehttpserver")),
 		"tmp":             func(dst string) { os.Mkdir(dst, 0o755) },
 	})
 	buildStatic(t, ctx, "hostsvc", "./testdata/hostsvc")
@@ -476,12 +476,12 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// podman kube play of packaging/examples/pod.yaml, with its image the
+// podman kube play of examples/pod.yaml, with its image the
 // test's: the pod runs and serves, and the readiness probe's command
 // answers. The pod's ports list is dropped: podman 4 publishes a
 // containerPort on the host's same port, which needs a network.
 func podmanKubePlay(t *testing.T, p *podmanHost) {
-	b, err := os.ReadFile("packaging/examples/pod.yaml")
+	b, err := os.ReadFile("../examples/pod.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

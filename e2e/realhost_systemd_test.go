@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -357,7 +357,7 @@ func TestSystemd(t *testing.T) {
 	upshim := upshimBinary(t)
 	nginx := daemonBinary(t, "nginx")
 	bin, units := t.TempDir(), t.TempDir()
-	buildStatic(t, bin, "naivehttpserver", "./examples/naivehttpserver")
+	buildStatic(t, bin, "naivehttpserver", "../examples/naivehttpserver")
 	hostsvc := buildStatic(t, bin, "hostsvc", "./testdata/hostsvc")
 
 	// nginx answers with its worker's pid, which a reload changes.
@@ -380,12 +380,12 @@ http { access_log off; client_body_temp_path %[1]s/body;
 		name: "naivehttpserver", port: 8081, crash: true,
 		args: []string{"--chdir", bin, "--env", "ADDR=127.0.0.1:8081", "--respawn-limit", "2/60",
 			"--post-start", "until bash -c ': </dev/tcp/127.0.0.1/8081' 2>/dev/null; do sleep 0.02; done",
-			"--job", "packaging/examples/naivehttpserver.conf"},
+			"--job", "../examples/naivehttpserver.conf"},
 	}, {
 		// The seed's nginx job with real nginx: expect fork, pre-start.
 		name: "nginx", port: 8082, crash: true,
 		args: []string{"--env", "DAEMON=" + nginx, "--env", fmt.Sprintf("DAEMON_OPTS=-c %s -p %s", conf, ngx),
-			"--respawn-limit", "2/60", "--job", "packaging/examples/nginx.conf"},
+			"--respawn-limit", "2/60", "--job", "../examples/nginx.conf"},
 	}, {
 		// READY=1 half a second after it starts, and never again: a
 		// reload must not wait for another.
