@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/upshim/upshim/internal/generate"
+	"github.com/upshim/upshim/internal/jobfile"
 	"github.com/upshim/upshim/shim"
-	"github.com/upshim/upshim/shim/generate"
-	"github.com/upshim/upshim/shim/jobfile"
 )
 
 // Stamped at build time with -ldflags "-X main.version=… -X main.commit=…
