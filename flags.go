@@ -53,15 +53,15 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	cfg.KillTimeout = shim.DefaultKillTimeout
 	cfg.HookTimeout = shim.DefaultHookTimeout
 	cfg.StartTimeout = shim.DefaultStartTimeout
-	killSignal, reloadSignal := shim.Signal(15), shim.Signal(1)
-	cfg.WatchdogSignal = shim.Signal(6)
+	killSignal, reloadSignal := shim.DefaultKillSignal, shim.DefaultReloadSignal
+	cfg.WatchdogSignal = shim.DefaultWatchdogSignal
 	cfg.HealthInterval, cfg.HealthTimeout = shim.DefaultHealthInterval, shim.DefaultHealthTimeout
 	cfg.HealthRetries, cfg.HealthStartInterval = shim.DefaultHealthRetries, shim.DefaultHealthStartInterval
 	var verbose, quiet, help, showVersion bool
 	var umask shim.Umask
-	logSize := shim.MiB(100)
+	logSize := shim.DefaultLogMaxSize
 	lc := &cfg.Log
-	lc.MaxBackups = 10
+	lc.MaxBackups = shim.DefaultLogMaxBackups
 	var nice, oomScoreAdj int
 	su := &cfg.Setup
 	cfg.ListenMode = shim.DefaultListenMode
@@ -109,7 +109,7 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.BoolVar(&cfg.Task, "task", false, "a one-shot job: exit 0 means done")
 	fs.StringVar(&lc.File, "log-file", "", "send stdout and stderr of the service and its hooks to `PATH`, rotated")
 	fs.Var(&logSize, "log-max-size", "rotate before a file would grow past SIZE (whole MiB: 1M, 512M, 2G)")
-	fs.IntVar(&lc.MaxBackups, "log-max-backups", 10, "rotated files kept (0 = all)")
+	fs.IntVar(&lc.MaxBackups, "log-max-backups", shim.DefaultLogMaxBackups, "rotated files kept (0 = all)")
 	fs.IntVar(&lc.MaxAgeDays, "log-max-age", 0, "delete rotated files older than `DAYS` (0 = never)")
 	fs.BoolVar(&lc.Compress, "log-compress", false, "gzip rotated files")
 	fs.BoolVar(&lc.Timestamps, "log-timestamps", false, "prefix each line with its RFC 3339 UTC time, in microseconds")
@@ -130,16 +130,17 @@ func parseFlags(args []string, stdout io.Writer) (cfg shim.Config, done bool, er
 	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	fs.BoolVarP(&help, "help", "h", false, "print this help and exit")
 
-	// Defaults are stated in the help as the contract states them.
+	// The help states each default as a user would type it (shim/defaults.go).
 	fs.Lookup("respawn-limit").DefValue = shim.DefaultRespawnLimit.String()
 	fs.Lookup("kill-timeout").DefValue = shim.DefaultKillTimeout.String()
 	fs.Lookup("hook-timeout").DefValue = shim.DefaultHookTimeout.String()
 	fs.Lookup("start-timeout").DefValue = shim.DefaultStartTimeout.String()
-	fs.Lookup("watchdog-signal").DefValue = "ABRT"
+	fs.Lookup("watchdog-signal").DefValue = shim.DefaultWatchdogSignal.String()
 	fs.Lookup("health-interval").DefValue = shim.DefaultHealthInterval.String()
 	fs.Lookup("health-timeout").DefValue = shim.DefaultHealthTimeout.String()
 	fs.Lookup("health-start-interval").DefValue = shim.DefaultHealthStartInterval.String()
-	fs.Lookup("log-max-size").DefValue = "100M"
+	defaultLogSize := shim.DefaultLogMaxSize
+	fs.Lookup("log-max-size").DefValue = defaultLogSize.String()
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, flagError(err)

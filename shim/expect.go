@@ -56,9 +56,6 @@ func (e *Expect) Type() string { return "MODE" }
 // forks reports whether the main process is left behind by a launcher.
 func (e Expect) forks() bool { return e == ExpectFork || e == ExpectDaemon }
 
-// DefaultStartTimeout is --start-timeout's default.
-const DefaultStartTimeout = Duration(90 * time.Second)
-
 // pidfileWait is how long upshim keeps reading a pidfile that is not
 // there yet after the launcher has exited: daemons often write it late.
 const pidfileWait = 5 * time.Second

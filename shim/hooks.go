@@ -2,7 +2,6 @@ package shim
 
 import (
 	"syscall"
-	"time"
 )
 
 // HookKind names one of the four lifecycle hooks.
@@ -26,9 +25,6 @@ var hookNames = [...]string{"pre-start", "post-start", "pre-stop", "post-stop"}
 
 // String names the hook as its flag does.
 func (k HookKind) String() string { return hookNames[k] }
-
-// DefaultHookTimeout is --hook-timeout's default.
-const DefaultHookTimeout = Duration(30 * time.Second)
 
 // serviceResult is SERVICE_RESULT for a run that ended with ws, as systemd
 // names results; stopped says upshim's stop ended it.
