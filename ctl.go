@@ -1,3 +1,5 @@
+//go:build linux
+
 // upshim ctl: the client of the control socket.
 
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // The main command's flags: the command line turned into a shim.Config,
 // and the --help text.
 

@@ -1,3 +1,5 @@
+//go:build linux
+
 // upshim generate: an invocation checked, then printed as a systemd unit,
 // an upstart job or a Dockerfile.
 

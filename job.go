@@ -1,3 +1,5 @@
+//go:build linux
+
 // --job: an upstart job file merged into the configuration.
 
 package main

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command upshim runs one service under a tiny supervisor that gives it
 // what an upstart job had: respawn with a limit, signal relay, a stop with
 // a kill timeout, and a reaper for everything it leaves behind. It works as

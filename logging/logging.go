@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package logging writes a service's output to size-rotated files through
 // lumberjack, a line at a time, without ever blocking the service on a
 // failing disk.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 // Health probes, Docker's HEALTHCHECK with an action: a command, an HTTP

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command hostsvc is the test service of the real-host tests
 // (realhost_*_test.go), built static so that it runs in a FROM scratch
 // image too. It serves HTTP on $ADDR (default 127.0.0.1:8080): / answers
