@@ -654,7 +654,7 @@ func TestControlExitAnswersBeforeExit(t *testing.T) {
 
 // Out of descriptors (ulimit -n), every message names what upshim was
 // setting up: at 12, one said only "upshim: too many open files". Below
-// about 9 the Go runtime aborts before upshim runs (see the README).
+// about 9 the Go runtime aborts before upshim runs (see docs/limits.md).
 func TestOutOfDescriptorsSaysWhat(t *testing.T) {
 	t.Parallel()
 	for n := 9; n <= 20; n++ {

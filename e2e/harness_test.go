@@ -107,8 +107,9 @@ func TestScript(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", os.Getenv("PATH"))
-			readme, err := filepath.Abs("../README.md")
-			env.Setenv("README", readme)
+			// The options list of the manual page, which usage_help checks.
+			manpage, err := filepath.Abs("../docs/upshim.1.md")
+			env.Setenv("MANPAGE", manpage)
 			return err
 		},
 		Condition: func(cond string) (bool, error) {
