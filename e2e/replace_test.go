@@ -82,16 +82,18 @@ func replaceService(modeFile string) int {
 	}
 	answer := []byte(strconv.Itoa(pid) + "\n")
 	var busy sync.WaitGroup
+	// busy counts the accept in progress too: a connection Accept returns
+	// after SIGTERM is still answered before the instance exits.
+	busy.Add(1)
 	go func() {
+		defer busy.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			busy.Add(1)
 			c.Write(answer)
 			c.Close()
-			busy.Done()
 		}
 	}()
 	if mode == "slow" {
