@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package logging writes a service's output to size-rotated files through
 // lumberjack, a line at a time, without ever blocking the service on a
 // failing disk.
@@ -126,11 +128,21 @@ type Sink struct {
 	closing  atomic.Bool // Close has begun: a read deadline means stop
 }
 
+// The log defaults, which shim/defaults.go lists with every other default:
+// they are here because shim imports logging, not the other way round.
+const (
+	// DefaultMaxSizeMiB is --log-max-size's default, and the size a Config
+	// without one rotates at.
+	DefaultMaxSizeMiB = 100
+	// DefaultMaxBackups is --log-max-backups's default.
+	DefaultMaxBackups = 10
+)
+
 // Open creates or opens the log files (an error here is a configuration
 // error: upshim must not start the service), the pipes and the goroutines.
 func Open(cfg Config) (*Sink, error) {
 	if cfg.MaxSizeMiB <= 0 {
-		cfg.MaxSizeMiB = 100
+		cfg.MaxSizeMiB = DefaultMaxSizeMiB
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout

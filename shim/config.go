@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 import (
@@ -129,14 +131,6 @@ type Config struct {
 	Verbosity int
 }
 
-// Defaults the flags start from, as the contract states them.
-const (
-	DefaultKillTimeout = Duration(5 * time.Second)
-)
-
-// DefaultRespawnLimit is upstart's respawn limit: 10 respawns within 5s.
-var DefaultRespawnLimit = RespawnLimit{Count: 10, Interval: 5 * time.Second}
-
 // Validate reports the first inconsistency in c as an error naming the flag,
 // and fills in the zero values that stand for a default.
 func (c *Config) Validate() error {
@@ -152,13 +146,13 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.KillSignal == 0 {
-		c.KillSignal = Signal(syscall.SIGTERM)
+		c.KillSignal = DefaultKillSignal
 	}
 	if c.ReloadSignal == 0 {
-		c.ReloadSignal = Signal(syscall.SIGHUP)
+		c.ReloadSignal = DefaultReloadSignal
 	}
 	if c.WatchdogSignal == 0 {
-		c.WatchdogSignal = Signal(syscall.SIGABRT)
+		c.WatchdogSignal = DefaultWatchdogSignal
 	}
 	if err := c.validateHealth(); err != nil {
 		return err

@@ -7,12 +7,10 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -411,146 +409,4 @@ func (c *controlSocket) close() {
 	case <-served:
 	case <-time.After(controlReplyWait):
 	}
-}
-
-// Answers of Ctl, which upshim ctl makes its exit status.
-const (
-	CtlOK       = 0 // done, or the answer is yes
-	CtlError    = 1 // refused, failed, or no upshim
-	CtlNotReady = 3 // status: the service is not ready (LSB's "not running")
-)
-
-// Ctl sends one request to the upshim listening at path and returns its
-// answer and one of CtlOK, CtlError, CtlNotReady.
-func Ctl(path string, verb string, args ...string) (answer string, code int) {
-	answer, code, _ = ctlRequest(path, verb, args...)
-	return answer, code
-}
-
-// ctlRequest is Ctl; gone says that nothing listens on path (none there,
-// or a stale socket).
-func ctlRequest(path string, verb string, args ...string) (answer string, code int, gone bool) {
-	fd, err := dialControl(path)
-	if err != nil {
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
-			return fmt.Sprintf("no upshim is listening on %s", path), CtlError, true
-		}
-		return fmt.Sprintf("%s: %v", path, err), CtlError, false
-	}
-	defer unix.Close(fd)
-	// A socket in a directory others can write may be a stranger's: its
-	// answers are not upshim's, and the request is not for it to see. The
-	// kernel says who called listen.
-	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-	if err != nil {
-		return fmt.Sprintf("%s: cannot tell who listens there: %v", path, err), CtlError, false
-	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() && int(cred.Uid) != os.Geteuid() {
-		return fmt.Sprintf("%s: refused: the socket is served by uid %d, not by root or uid %d, so it is not an upshim to trust", path, cred.Uid, os.Getuid()), CtlError, false
-	}
-	msg := strings.Join(append([]string{ControlVersion, verb}, args...), " ") + "\n"
-	// A refusal (permission, busy) may come, and the connection close,
-	// before the request is sent: the answer is read all the same.
-	sendErr := unix.Sendto(fd, []byte(msg), unix.MSG_NOSIGNAL, nil)
-	var out []byte
-	buf := make([]byte, 4096)
-	for {
-		n, err := unix.Read(fd, buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if n <= 0 || err != nil {
-			break
-		}
-		out = append(out, buf[:n]...)
-	}
-	line := strings.TrimSuffix(string(out), "\n")
-	for prefix, code := range map[string]int{"ok": CtlOK, "no ": CtlNotReady, "error ": CtlError} {
-		if rest, found := strings.CutPrefix(line, prefix); found {
-			return strings.TrimPrefix(rest, " "), code, false
-		}
-	}
-	if sendErr != nil {
-		return fmt.Sprintf("%s: cannot send the request: %v", path, sendErr), CtlError, false
-	}
-	return "no answer from " + path, CtlError, false
-}
-
-// Status is what `ctl status --json` prints; its field names are stable.
-type Status struct {
-	Name  string `json:"name"`
-	State string `json:"state"`
-	PID   int    `json:"pid"`
-	// NewPID is a replace's new main process while it is under way, 0
-	// otherwise; PID stays the old one until the replace is over.
-	NewPID        int     `json:"new_pid"`
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	Respawns      int     `json:"respawns"`
-	LastExit      string  `json:"last_exit"`
-	LastExitCode  *int    `json:"last_exit_code"`
-	Ready         bool    `json:"ready"`
-	ServiceStatus string  `json:"service_status"`
-	LogFile       string  `json:"log_file"`
-	// Health is starting, healthy or unhealthy with a probe, "" without;
-	// FailingStreak counts the failed probes in a row, and
-	// LastProbeOutput is what the last probe wrote (at most 4 KiB).
-	Health          string `json:"health"`
-	FailingStreak   int    `json:"failing_streak"`
-	LastProbeOutput string `json:"last_probe_output"`
-	// Listen lists the sockets held for the service, [] when none.
-	Listen []ListenStatus `json:"listen"`
-}
-
-// JSON formats the status as one JSON object, with the field names of the
-// struct tags. It is written by hand: encoding/json would cost upshim
-// more start-up and memory than this whole file.
-func (st Status) JSON() string {
-	b := []byte(`{"name":`)
-	b = appendJSONString(b, st.Name)
-	b = append(b, `,"state":`...)
-	b = appendJSONString(b, st.State)
-	b = fmt.Appendf(b, `,"pid":%d,"new_pid":%d,"uptime_seconds":%s,"respawns":%d,"last_exit":`, st.PID, st.NewPID,
-		strconv.FormatFloat(st.UptimeSeconds, 'f', -1, 64), st.Respawns)
-	b = appendJSONString(b, st.LastExit)
-	if st.LastExitCode != nil {
-		b = fmt.Appendf(b, `,"last_exit_code":%d`, *st.LastExitCode)
-	} else {
-		b = append(b, `,"last_exit_code":null`...)
-	}
-	b = fmt.Appendf(b, `,"ready":%t,"service_status":`, st.Ready)
-	b = appendJSONString(b, st.ServiceStatus)
-	b = append(b, `,"log_file":`...)
-	b = appendJSONString(b, st.LogFile)
-	b = append(b, `,"health":`...)
-	b = appendJSONString(b, st.Health)
-	b = fmt.Appendf(b, `,"failing_streak":%d,"last_probe_output":`, st.FailingStreak)
-	b = appendJSONString(b, st.LastProbeOutput)
-	b = append(b, `,"listen":[`...)
-	for i, l := range st.Listen {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"name":`...)
-		b = appendJSONString(b, l.Name)
-		b = append(b, `,"addr":`...)
-		b = appendJSONString(b, l.Addr)
-		b = fmt.Appendf(b, `,"fd":%d}`, l.FD)
-	}
-	return string(append(b, "]}"...))
-}
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b = append(b, '\\', byte(r))
-		case r < 0x20:
-			b = fmt.Appendf(b, `\u%04x`, r)
-		default:
-			b = utf8.AppendRune(b, r) // invalid bytes come out as U+FFFD
-		}
-	}
-	return append(b, '"')
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 // The lifecycle machine's vocabulary: the events it is given and the

@@ -1,14 +1,16 @@
+//go:build linux
+
 package shim
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"golang.org/x/sys/unix"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Expect says how the main process and its readiness are found, as
@@ -55,9 +57,6 @@ func (e *Expect) Type() string { return "MODE" }
 
 // forks reports whether the main process is left behind by a launcher.
 func (e Expect) forks() bool { return e == ExpectFork || e == ExpectDaemon }
-
-// DefaultStartTimeout is --start-timeout's default.
-const DefaultStartTimeout = Duration(90 * time.Second)
 
 // pidfileWait is how long upshim keeps reading a pidfile that is not
 // there yet after the launcher has exited: daemons often write it late.
@@ -146,33 +145,6 @@ func readPidfile(path string) (int, error) {
 		return 0, fmt.Errorf("holds %q, not a pid", bytes.TrimSpace(buf[:n]))
 	}
 	return pid, nil
-}
-
-// parentOf reads the parent pid of pid from /proc, or returns 0.
-func parentOf(pid int) int {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
-}
-
-// procStateOf is the state letter of pid (R, S, Z…), or 0.
-func procStateOf(pid int) byte {
-	stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 {
-		return stat[i+2]
-	}
-	return 0
 }
 
 func joinInts(ns []int) string {

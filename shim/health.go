@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 // Health probes, Docker's HEALTHCHECK with an action: a command, an HTTP
@@ -172,14 +174,6 @@ func (a HealthAction) String() string { return actionNames[a] }
 
 // Type names the value in --help.
 func (a *HealthAction) Type() string { return "ACTION" }
-
-// Docker's HEALTHCHECK defaults, which the flags start from.
-const (
-	DefaultHealthInterval      = Duration(30 * time.Second)
-	DefaultHealthTimeout       = Duration(30 * time.Second)
-	DefaultHealthRetries       = 3
-	DefaultHealthStartInterval = Duration(5 * time.Second)
-)
 
 // maxProbeOutput is how much of a probe's output is kept, as Docker keeps.
 const maxProbeOutput = 4096

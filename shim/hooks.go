@@ -1,8 +1,9 @@
+//go:build linux
+
 package shim
 
 import (
 	"syscall"
-	"time"
 )
 
 // HookKind names one of the four lifecycle hooks.
@@ -26,9 +27,6 @@ var hookNames = [...]string{"pre-start", "post-start", "pre-stop", "post-stop"}
 
 // String names the hook as its flag does.
 func (k HookKind) String() string { return hookNames[k] }
-
-// DefaultHookTimeout is --hook-timeout's default.
-const DefaultHookTimeout = Duration(30 * time.Second)
 
 // serviceResult is SERVICE_RESULT for a run that ended with ws, as systemd
 // names results; stopped says upshim's stop ended it.

@@ -174,9 +174,6 @@ func checkFDName(name string) error {
 
 // Listen flags' defaults.
 const (
-	// DefaultListenMode is --listen-mode: anyone may connect, as under
-	// systemd's SocketMode=.
-	DefaultListenMode = FileMode(0o666)
 	// maxBacklog asks listen(2) for the most the kernel allows: it caps
 	// the backlog at net.core.somaxconn of the socket's network namespace,
 	// as systemd's Backlog= default does.

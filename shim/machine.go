@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 // The lifecycle machine. Every decision about the service's life is made

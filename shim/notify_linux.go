@@ -219,17 +219,3 @@ func (s *Supervisor) vet(n notification) *notification {
 	}
 	return &n
 }
-
-// descends reports whether pid is below upshim. A MAINPID may be the
-// notifying launcher's child, which becomes upshim's own once the launcher
-// exits: until then the launcher, not upshim, reaps it.
-func descends(pid int) bool {
-	self := os.Getpid()
-	for i := 0; pid > 1 && i < 64; i++ {
-		pid = parentOf(pid)
-		if pid == self {
-			return true
-		}
-	}
-	return false
-}

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 // Graceful replace: start a new instance of the service beside the one

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package shim supervises one service: it starts the command, relays
 // signals to it, reaps every process that ends up upshim's child, respawns
 // the service under a limit, and stops it with a kill signal and a timeout.

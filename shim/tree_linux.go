@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"slices"
@@ -197,4 +198,47 @@ func procName(pid int) string {
 		return "?"
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// The /proc readers the tree walk and the readiness checks share.
+
+// parentOf reads the parent pid of pid from /proc, or returns 0.
+func parentOf(pid int) int {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}
+
+// procStateOf is the state letter of pid (R, S, Z…), or 0.
+func procStateOf(pid int) byte {
+	stat, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 {
+		return stat[i+2]
+	}
+	return 0
+}
+
+// descends reports whether pid is below upshim. A MAINPID may be the
+// notifying launcher's child, which becomes upshim's own once the launcher
+// exits: until then the launcher, not upshim, reaps it.
+func descends(pid int) bool {
+	self := os.Getpid()
+	for i := 0; pid > 1 && i < 64; i++ {
+		pid = parentOf(pid)
+		if pid == self {
+			return true
+		}
+	}
+	return false
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package shim
 
 // systemd's watchdog protocol, both ways. Downward, with --watchdog, the

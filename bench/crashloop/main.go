@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command crashloop measures how fast upshim respawns a service that fails
 // at once: `upshim --respawn-limit unlimited -- /bin/false` runs for a fixed
 // time and is then stopped with SIGTERM; its runs per second are compared

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command health measures upshim's watchdog and health probes:
 //
 //   - detection latency: a service that answers HTTP and then hangs while

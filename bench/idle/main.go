@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command idle measures what a shim costs while its service just runs: it
 // starts `SHIM -- sleep 1000` for every peer at once, lets them settle,
 // then counts the context switches of every thread of each shim process

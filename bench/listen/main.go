@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command listen measures what clients see while a service crashes and is
 // restarted over and over: refused connections, and how long a connection
 // and its answer take. Three contenders run the same service in turn:

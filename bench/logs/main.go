@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command logs measures how fast upshim --log-file writes a service's
 // output to rotated files, side by side with the loggers of s6 (s6-log),
 // runit (svlogd) and daemontools (multilog), and with `cat > file` as the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command relay measures the signal relay round trip of a shim: the time
 // from kill(SIGUSR1) sent to the shim's pid until the service it runs has
 // handled the signal. Each peer (upshim, tini, dumb-init, catatonit, and

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command startup measures how long a shim takes to run a command that does
 // nothing: `upshim -- /bin/true` against `tini -s -- /bin/true`, dumb-init,
 // catatonit and bare /bin/true, all in one hyperfine run. The difference

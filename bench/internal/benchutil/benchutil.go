@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package benchutil holds what the upshim benchmarks share: finding the
 // peers to compare against, order statistics, and the summary rows that
 // bench/run turns into its table.
