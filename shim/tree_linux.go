@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -123,21 +124,88 @@ func signalDescendant(pid int, sig syscall.Signal) bool {
 // only the group can be named. Sig 0 counts them.
 func signalInstance(sig syscall.Signal, main, pgid int) int {
 	own := unix.Getpgrp()
-	pids, ok := descendants()
-	if !ok {
+	if _, ok := descendants(); !ok {
 		if pgid > 1 && pgid != own {
 			unix.Kill(-pgid, sig)
 		}
 		return -1
 	}
-	self := os.Getpid()
+	members := instanceMembers(main, pgid, own)
+	if sig == unix.SIGKILL {
+		// Killed one by one, a parent's children would go to upshim (the
+		// subreaper) and out of its tree before their turn, and a child
+		// forked meanwhile would never be seen: stop the instance first,
+		// until no walk finds a member the last one did not, then kill.
+		members = freeze(members, main, pgid, own)
+	}
 	n := 0
-	for _, pid := range pids {
-		if inInstance(pid, main, pgid, own, self) && signalDescendant(pid, sig) {
+	for _, pid := range members {
+		if signalDescendant(pid, sig) {
 			n++
 		}
 	}
 	return n
+}
+
+// instanceMembers lists the live processes of an instance, judged all
+// at once, before any is signalled.
+func instanceMembers(main, pgid, own int) []int {
+	pids, _ := descendants()
+	self := os.Getpid()
+	var members []int
+	for _, pid := range pids {
+		if inInstance(pid, main, pgid, own, self) {
+			members = append(members, pid)
+		}
+	}
+	return members
+}
+
+// freeze stops every member of an instance with SIGSTOP, and walks again
+// once they have stopped, until a walk finds no new one; it returns them
+// all. A stopped process cannot fork, and its children stay its own.
+func freeze(members []int, main, pgid, own int) []int {
+	seen := map[int]bool{}
+	for pass := 0; pass < 10; pass++ {
+		fresh := 0
+		for _, pid := range members {
+			if !seen[pid] {
+				seen[pid] = true
+				signalDescendant(pid, unix.SIGSTOP)
+				fresh++
+			}
+		}
+		if fresh == 0 {
+			break
+		}
+		// SIGSTOP takes effect when each returns to user space, after a
+		// fork under way has put its child in the list.
+		for wait := 0; wait < 50 && !allStopped(seen); wait++ {
+			time.Sleep(time.Millisecond)
+		}
+		for _, pid := range instanceMembers(main, pgid, own) {
+			if !seen[pid] {
+				members = append(members, pid)
+			}
+		}
+	}
+	all := make([]int, 0, len(seen))
+	for pid := range seen {
+		all = append(all, pid)
+	}
+	return all
+}
+
+// allStopped reports whether every process of set is stopped or gone.
+func allStopped(set map[int]bool) bool {
+	for pid := range set {
+		switch procStateOf(pid) {
+		case 'T', 't', 'Z', 'X', 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // inInstance reports whether pid is main, descends from it, or is in its
