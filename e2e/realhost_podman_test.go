@@ -427,29 +427,6 @@ func podmanCtrlC(t *testing.T, p *podmanHost) {
 	t.Logf("podman run -it, Ctrl-C: stopped in %s, exit %s", ms(took), code)
 }
 
-// openPty opens a pseudo-terminal, master and slave.
-func openPty(t *testing.T) (*os.File, *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		skipOrFail(t, "no pseudo-terminals here: %v", err)
-	}
-	t.Cleanup(func() { master.Close() })
-	fd := int(master.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return master, slave
-}
-
 // podman's --init (catatonit) as PID 1, upshim below it: HUP and stop
 // pass through both.
 func podmanInit(t *testing.T, p *podmanHost) {
