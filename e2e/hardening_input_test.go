@@ -196,12 +196,7 @@ func longScript(word string) string {
 // under another user; it failed with E2BIG (exit 126).
 func TestJobLongScript(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to run a job as another user")
-	}
-	if err := ensureTestUser(); err != nil {
-		t.Fatal(err)
-	}
+	testUser(t) // root, and the user upshimtest
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	main, hook := longScript("main"), longScript("pre-start")

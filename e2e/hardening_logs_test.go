@@ -308,12 +308,7 @@ i=0; while [ $i -lt `+strconv.Itoa(count)+` ]; do printf "lost-candidate %d %020
 // end (t.TempDir's parents are root's only).
 func privateDir(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to run a service as another user")
-	}
-	if err := ensureTestUser(); err != nil {
-		t.Fatal(err)
-	}
+	testUser(t) // root, and the user upshimtest
 	dir, err := os.MkdirTemp("", "upshim-identity-")
 	if err != nil {
 		t.Fatal(err)
@@ -380,12 +375,7 @@ func TestLogPruneWithServiceIdentity(t *testing.T) {
 // root, also for a job that runs as another user (setuid). Not parallel:
 // it may create and remove /var/log/upstart, a path of the whole machine.
 func TestJobConsoleLogWithSetuid(t *testing.T) {
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to write /var/log/upstart")
-	}
-	if err := ensureTestUser(); err != nil {
-		t.Fatal(err)
-	}
+	testUser(t) // root, and the user upshimtest
 	const logDir = "/var/log/upstart"
 	if _, err := os.Stat(logDir); err != nil {
 		t.Cleanup(func() { os.Remove(logDir) }) // only if empty: ours

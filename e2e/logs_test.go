@@ -321,12 +321,7 @@ func TestLogDiskFull(t *testing.T) {
 // upshim write outside what it created.
 func TestLogPlantedSymlink(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root to run a service as another user")
-	}
-	if err := ensureTestUser(); err != nil {
-		t.Fatal(err)
-	}
+	testUser(t) // root, and the user upshimtest
 	// Not t.TempDir: the service's user must be able to reach its logs.
 	dir, err := os.MkdirTemp("", "upshim-symlink-")
 	if err != nil {
